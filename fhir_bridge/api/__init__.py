@@ -1,0 +1,1 @@
+"""HTTP interfaces: the internal JSON API (/api/v1) and health."""

@@ -1,0 +1,157 @@
+"""The `fhir-bridge` command: serve, map, validate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import PROJECT_ROOT
+from .errors import BridgeError, Issue
+from .fhir import jsonio
+
+FIXTURES = PROJECT_ROOT / "fixtures" / "internal"
+
+
+def _read_json(path: str) -> Any:
+    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    return jsonio.strict_loads(data)
+
+
+def _print_issues(message: str, issues: list[Issue]) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    for issue in issues:
+        print(f"  {issue.path}: {issue.message}", file=sys.stderr)
+
+
+def map_document(document: Any) -> dict:
+    """An internal-record document -> a validated R4 transaction Bundle (offline)."""
+    from .config import load_config
+    from .fhir.bundle import transaction
+    from .fhir.validate import validate_resource
+    from .mapping.document import load_document
+    from .mapping.engine import Mapper
+
+    config = load_config()
+    mapper = Mapper(config["identifier_system_base"], config["local_code_system_base"])
+    resources = []
+    for concept, record in load_document(document):
+        for resource in mapper.to_fhir(concept.name, record):
+            validate_resource(resource)
+            resources.append(resource)
+    return transaction(resources)
+
+
+def validate_document(doc: Any) -> list[Issue]:
+    """Issues of a FHIR resource, or of a Bundle and every resource in it."""
+    from .fhir.validate import resource_issues
+
+    if isinstance(doc, dict) and doc.get("resourceType") == "Bundle":
+        shell = {k: v for k, v in doc.items() if k != "entry"}
+        issues = resource_issues(shell)
+        for index, entry in enumerate(doc.get("entry") or []):
+            resource = entry.get("resource") if isinstance(entry, dict) else None
+            if resource is None:
+                if not (isinstance(entry, dict) and entry.get("request", {}).get("method")
+                        == "DELETE"):
+                    issues.append(Issue(f"Bundle.entry[{index}]", "has no resource"))
+                continue
+            issues.extend(Issue(f"Bundle.entry[{index}].resource.{i.path}", i.message, i.code)
+                          for i in resource_issues(resource))
+        return issues
+    return resource_issues(doc)
+
+
+def load_demo(app) -> dict[str, int]:
+    """Load every fixture document into the app's store (unchanged records stay as they are)."""
+    from .mapping.document import load_document
+
+    bridge = app.extensions["fhir_bridge"]
+    counts: dict[str, int] = {}
+    for path in sorted(FIXTURES.glob("*.json")):
+        pairs = load_document(jsonio.loads(path.read_bytes()), known=bridge.store.exists)
+        for stored in bridge.store.save(pairs):
+            counts[stored.concept] = counts.get(stored.concept, 0) + 1
+    return counts
+
+
+def cmd_serve(args) -> int:
+    from .app import create_app
+
+    app = create_app()
+    if args.demo:
+        counts = load_demo(app)
+        print(f"demo data loaded: {sum(counts.values())} records", file=sys.stderr)
+    config = app.extensions["fhir_bridge"].config
+    host = args.host or config["server"]["host"]
+    port = args.port or int(config["server"]["port"])
+    app.run(host=host, port=port, threaded=True)
+    return 0
+
+
+def cmd_map(args) -> int:
+    bundle = map_document(_read_json(args.file))
+    sys.stdout.write(jsonio.dumps(bundle) if args.compact else _pretty(bundle))
+    sys.stdout.write("\n")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    issues = validate_document(_read_json(args.file))
+    if issues:
+        _print_issues(f"{args.file} is not valid FHIR R4", issues)
+        return 1
+    print(f"{args.file}: valid")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .app import create_app
+
+    counts = load_demo(create_app())
+    for concept, count in sorted(counts.items()):
+        print(f"{concept}: {count}")
+    return 0
+
+
+def _pretty(doc: Any) -> str:
+    import json
+
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fhir-bridge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the service (config/default.yaml + environment)")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--demo", action="store_true", help="load the fixture patients first")
+    serve.set_defaults(func=cmd_serve)
+    mapper = sub.add_parser("map", help="internal-record JSON document -> R4 transaction Bundle")
+    mapper.add_argument("file", help="path, or - for standard input")
+    mapper.add_argument("--compact", action="store_true", help="one line of JSON")
+    mapper.set_defaults(func=cmd_map)
+    validate = sub.add_parser("validate", help="validate a FHIR R4 resource or Bundle")
+    validate.add_argument("file", help="path, or - for standard input")
+    validate.set_defaults(func=cmd_validate)
+    demo = sub.add_parser("demo", help="load the fixture patients into the configured database")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BridgeError as exc:
+        _print_issues(exc.message, exc.issues)
+        return 1 if exc.status < 500 else 2
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Clinical catalogs kept as data: rating-scale instruments and monitoring measurements."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from .valuemaps import MAPPINGS_DIR
+
+
+@dataclass(frozen=True)
+class Item:
+    number: int
+    text: str
+    min: int
+    max: int
+    code: str | None = None  # terminology key, when the item has a verified code
+    in_total: bool = True
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class Instrument:
+    key: str
+    title: str
+    panel: str
+    total: str | None
+    items: tuple[Item, ...]
+
+    def item(self, number: int) -> Item | None:
+        return next((i for i in self.items if i.number == number), None)
+
+
+@dataclass(frozen=True)
+class MeasurementKind:
+    key: str
+    code: str
+    category: str
+    unit: str
+    components: tuple[dict, ...] = ()
+
+
+@lru_cache(maxsize=4)
+def instruments(directory: Path = MAPPINGS_DIR) -> dict[str, Instrument]:
+    with open(directory / "instruments.yaml", encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    return {
+        key: Instrument(key, body["title"], body["panel"], body.get("total"),
+                        tuple(Item(**item) for item in body["items"]))
+        for key, body in raw.items()
+    }
+
+
+@lru_cache(maxsize=4)
+def measurement_kinds(directory: Path = MAPPINGS_DIR) -> dict[str, MeasurementKind]:
+    with open(directory / "measurements.yaml", encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh)
+    return {
+        key: MeasurementKind(key, body["code"], body["category"], body["unit"],
+                             tuple(body.get("components") or ()))
+        for key, body in raw.items()
+    }

@@ -1,0 +1,102 @@
+"""Internal-record documents: one JSON object holding records by collection name, e.g.
+``{"patients": [...], "prescriptions": [...]}`` (the format of ``fixtures/internal/``).
+
+Loading validates every record with its schema and checks that every reference names a record
+of the document (or of ``known``, e.g. the store). Errors name each bad field by its path in the
+document, such as ``prescriptions[0].dose.value``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from marshmallow import ValidationError
+
+from ..errors import Issue, InvalidInput
+from ..model import CONCEPTS, concept_by_collection
+from ..model.registry import Concept
+
+
+def flatten_messages(messages: Any, prefix: str) -> list[Issue]:
+    """marshmallow's nested error dict -> one Issue per bad field, paths like a.b[0].c."""
+    issues: list[Issue] = []
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            if key == "_schema":
+                sub = prefix
+            elif isinstance(key, int):
+                sub = f"{prefix}[{key}]"
+            elif isinstance(key, str) and key.startswith("["):
+                sub = f"{prefix}{key}"
+            else:
+                sub = f"{prefix}.{key}" if prefix else str(key)
+            issues.extend(flatten_messages(value, sub))
+    elif isinstance(messages, list):
+        if all(isinstance(m, str) for m in messages):
+            issues.extend(Issue(prefix or "(root)", m) for m in messages)
+        else:
+            for item in messages:
+                issues.extend(flatten_messages(item, prefix))
+    else:
+        issues.append(Issue(prefix or "(root)", str(messages)))
+    return issues
+
+
+def load_record(concept: Concept, data: Any, prefix: str = "",
+                partial: bool = False) -> dict[str, Any]:
+    try:
+        return concept.load(data, partial=partial)
+    except ValidationError as exc:
+        raise InvalidInput(f"invalid {concept.name}",
+                           flatten_messages(exc.messages, prefix)) from None
+
+
+ORDER = [c.collection for c in CONCEPTS]  # dependency order: people first, plans last
+
+
+def load_document(document: Any,
+                  known: Callable[[str, str], bool] | None = None) -> list[tuple[Concept, dict]]:
+    """Validate a whole document; return (concept, record) pairs in dependency order."""
+    if not isinstance(document, dict):
+        raise InvalidInput("a document is a JSON object of record lists",
+                           [Issue("(root)", "must be a JSON object")])
+    issues: list[Issue] = []
+    loaded: list[tuple[Concept, dict, str]] = []
+    for collection, records in document.items():
+        concept = concept_by_collection(collection)
+        if concept is None:
+            issues.append(Issue(collection, f"unknown collection; known: {', '.join(ORDER)}"))
+            continue
+        if not isinstance(records, list):
+            issues.append(Issue(collection, "must be a list of records"))
+            continue
+        for index, data in enumerate(records):
+            where = f"{collection}[{index}]"
+            try:
+                loaded.append((concept, load_record(concept, data, where), where))
+            except InvalidInput as exc:
+                issues.extend(exc.issues)
+    ids: dict[str, set[str]] = {}
+    for concept, record, where in loaded:
+        seen = ids.setdefault(concept.name, set())
+        if record["id"] in seen:
+            issues.append(Issue(f"{where}.id", f"repeats {concept.name} id {record['id']}"))
+        seen.add(record["id"])
+    for concept, record, where in loaded:
+        for path, target, target_id in concept.references(record):
+            if target_id in ids.get(target, ()) or (known and known(target, target_id)):
+                continue
+            issues.append(Issue(f"{where}.{path}", f"names {target} {target_id!r}, which does "
+                                                   "not exist"))
+    if issues:
+        raise InvalidInput("the document has invalid records", issues)
+    loaded.sort(key=lambda item: ORDER.index(item[0].collection))
+    return [(concept, record) for concept, record, _ in loaded]
+
+
+def group(pairs: Iterable[tuple[Concept, dict]]) -> dict[str, list[dict]]:
+    """(concept, record) pairs back into a document, collections in dependency order."""
+    out: dict[str, list[dict]] = {}
+    for concept, record in pairs:
+        out.setdefault(concept.collection, []).append(concept.dump(record))
+    return {k: out[k] for k in ORDER if k in out}

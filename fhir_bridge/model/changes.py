@@ -1,0 +1,58 @@
+"""Dose changes and discontinuations: how they turn into prescription records.
+
+A dose change makes a new prescription that copies the medication, route, indication and
+patient from the one it replaces, with the new dose and schedule, and closes the replaced one
+(status stopped, end date the day the new dose starts). A discontinuation stops a prescription
+and records when, why and by whom. Both return every record to save, in one transaction.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..errors import Conflict, Issue
+
+OPEN_STATUSES = ("active", "on-hold", "draft")
+COPIED = ("patient_id", "drug", "product", "route", "frequency", "period", "period_unit",
+          "time_of_day", "as_needed", "as_needed_reason", "indication_diagnosis_id", "sig",
+          "instructions", "refills", "quantity", "days_supply")
+CHANGED = ("dose", "frequency", "period", "period_unit", "time_of_day", "sig", "instructions",
+           "product", "quantity", "refills", "days_supply", "authored_on")
+
+
+def _require_open(prescription: dict[str, Any]) -> None:
+    if prescription["status"] not in OPEN_STATUSES:
+        raise Conflict(f"prescription {prescription['id']!r} is {prescription['status']}",
+                       [Issue("status", "only an active, on-hold or draft prescription can "
+                                        "change")])
+
+
+def dose_change(prior: dict[str, Any], change: dict[str, Any]) -> tuple[dict, dict]:
+    """(the new prescription, the closed prior one)."""
+    _require_open(prior)
+    if change["effective_date"] < prior["start_date"]:
+        raise Conflict("a dose change cannot start before the prescription it replaces",
+                       [Issue("effective_date", f"is before {prior['start_date']}")])
+    new = {k: copy.deepcopy(prior[k]) for k in COPIED if k in prior}
+    for key in CHANGED:
+        if key in change:
+            new[key] = copy.deepcopy(change[key])
+    new.update(id=change["id"], prescriber_id=change["changed_by_id"], status="active",
+               start_date=change["effective_date"], prior_prescription_id=prior["id"],
+               change_reason=change["reason"])
+    closed = copy.deepcopy(prior)
+    closed.update(status="stopped", end_date=change["effective_date"],
+                  status_reason=f"Replaced by dose change {change['id']}")
+    return new, closed
+
+
+def discontinue(prescription: dict[str, Any], stop: dict[str, Any]) -> dict:
+    _require_open(prescription)
+    if stop["date"] < prescription["start_date"]:
+        raise Conflict("a prescription cannot stop before it starts",
+                       [Issue("date", f"is before {prescription['start_date']}")])
+    stopped = copy.deepcopy(prescription)
+    stopped.update(status="stopped", status_reason=stop["reason"], end_date=stop["date"],
+                   discontinuation=dict(stop))
+    return stopped

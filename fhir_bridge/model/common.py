@@ -1,0 +1,106 @@
+"""Field types shared by the internal record schemas."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from marshmallow import Schema, ValidationError, fields, missing, post_load, validate
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,47}$"
+ID_MESSAGE = "must be 1-48 characters: letters, digits, '-' and '.', starting with a letter or digit"
+
+
+def Id(**kwargs) -> fields.String:  # noqa: N802 - reads like a field type
+    """An internal record id. FHIR ids are '<prefix>-<id>', so ids stay within 64 characters."""
+    return fields.String(validate=validate.Regexp(ID_PATTERN, error=ID_MESSAGE), **kwargs)
+
+
+class AwareDateTime(fields.DateTime):
+    """An ISO 8601 date-time that must carry a timezone offset (FHIR requires one on times).
+
+    Kept as the client wrote it, normalized to ``YYYY-MM-DDThh:mm:ss[.ffffff]+hh:mm``.
+    """
+
+    default_error_messages = {
+        "invalid": "Not a valid date-time.",
+        "naive": "must include a timezone offset, e.g. 2025-03-01T09:30:00-05:00",
+    }
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        parsed = super()._deserialize(value, attr, data, **kwargs)
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            raise self.make_error("naive")
+        return parsed.isoformat()
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if isinstance(value, dt.datetime):
+            return value.isoformat()
+        return value
+
+
+class IsoDate(fields.Date):
+    """A calendar date kept as 'YYYY-MM-DD'."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return super()._deserialize(value, attr, data, **kwargs).isoformat()
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        return value.isoformat() if isinstance(value, dt.date) else value
+
+
+def Text(max_len: int = 1000, **kwargs) -> fields.String:  # noqa: N802
+    return fields.String(validate=validate.Length(min=1, max=max_len), **kwargs)
+
+
+def Choice(values, **kwargs) -> fields.String:  # noqa: N802
+    return fields.String(validate=validate.OneOf(list(values)), **kwargs)
+
+
+class BaseSchema(Schema):
+    """Unknown fields are errors, so a misspelt field is never silently dropped. An empty
+    optional list means the same as no list (FHIR has no empty arrays), so it is dropped."""
+
+    class Meta:
+        ordered = True
+
+    @post_load
+    def _drop_empty_lists(self, data, **_):
+        for name, field in self.fields.items():
+            if data.get(name) == [] and field.load_default is missing:
+                del data[name]
+        return data
+
+
+class NameSchema(BaseSchema):
+    family = Text(100, required=True)
+    given = fields.List(Text(100), validate=validate.Length(min=1, max=5), required=True)
+
+
+class PeriodSchema(BaseSchema):
+    start = IsoDate(required=True)
+    end = IsoDate()
+
+
+class QuantitySchema(BaseSchema):
+    value = fields.Float(required=True, allow_nan=False,
+                         validate=validate.Range(min=0, min_inclusive=False))
+    unit = Text(20, required=True)
+
+
+PERSON_TYPES = ("patient", "practitioner", "caregiver")
+
+
+class PersonRefSchema(BaseSchema):
+    """A pointer to a person record: who reported, who is a team member."""
+
+    type = Choice(PERSON_TYPES, required=True)
+    id = Id(required=True)
+
+
+def check_period(start: str | None, end: str | None, field: str) -> None:
+    if start and end and end < start:
+        raise ValidationError("must not be before the start", field)

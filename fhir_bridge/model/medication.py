@@ -1,0 +1,91 @@
+"""Prescriptions, dose changes (titration steps) and discontinuations.
+
+A dose change is a new prescription that names the one it replaces (``prior_prescription_id``)
+and why (``change_reason``); the replaced one is closed (status ``stopped``). A discontinuation
+stops a prescription and records when, why and by whom. Both are made through the API's
+``dose-changes`` and ``discontinuation`` operations, which write the records in one transaction.
+"""
+
+from marshmallow import ValidationError, fields, validate, validates_schema
+
+from ..mapping.valuemaps import words
+from .common import AwareDateTime, BaseSchema, Choice, Id, IsoDate, QuantitySchema, Text, \
+    check_period
+
+DOSE_UNITS = ("mg", "mcg", "g", "mL", "tablet", "capsule", "patch")
+ROUTES = ("oral", "sublingual", "intramuscular", "transdermal", "subcutaneous")
+
+
+class DoseSchema(QuantitySchema):
+    unit = Choice(DOSE_UNITS, required=True)
+
+
+class DiscontinuationSchema(BaseSchema):
+    date = IsoDate(required=True)
+    reason = Text(500, required=True)
+    by_id = Id(required=True)
+
+
+class PrescriptionSchema(BaseSchema):
+    id = Id(required=True)
+    patient_id = Id(required=True)
+    prescriber_id = Id(required=True)
+    status = Choice(words("prescription-status"), required=True)
+    status_reason = Text(500)
+    authored_on = AwareDateTime(required=True)
+    drug = Text(100, required=True)  # ingredient name, e.g. "sertraline"
+    product = Text(200)  # the product as prescribed, e.g. "sertraline 50 mg oral tablet"
+    dose = fields.Nested(DoseSchema, required=True)
+    route = Choice(ROUTES, required=True)
+    frequency = fields.Integer(required=True, validate=validate.Range(min=1, max=24))
+    period = fields.Float(load_default=1.0, validate=validate.Range(min=0, min_inclusive=False))
+    period_unit = Choice(words("period-unit"), load_default="day")
+    time_of_day = fields.List(Choice(words("time-of-day")), validate=validate.Length(max=6))
+    as_needed = fields.Boolean(load_default=False)
+    as_needed_reason = Text(200)
+    start_date = IsoDate(required=True)
+    end_date = IsoDate()
+    indication_diagnosis_id = Id()
+    sig = Text(500)
+    instructions = Text(1000)
+    refills = fields.Integer(validate=validate.Range(min=0, max=12))
+    quantity = fields.Nested(QuantitySchema)
+    days_supply = fields.Integer(validate=validate.Range(min=1, max=365))
+    prior_prescription_id = Id()
+    change_reason = Text(500)
+    discontinuation = fields.Nested(DiscontinuationSchema)
+
+    @validates_schema
+    def _consistent(self, data, **_):
+        check_period(data.get("start_date"), data.get("end_date"), "end_date")
+        if data.get("as_needed_reason") and not data.get("as_needed"):
+            raise ValidationError("needs as_needed: true", "as_needed_reason")
+        if data.get("prior_prescription_id") and not data.get("change_reason"):
+            raise ValidationError("is required when prior_prescription_id is given",
+                                  "change_reason")
+        if data.get("change_reason") and not data.get("prior_prescription_id"):
+            raise ValidationError("is only for dose changes (needs prior_prescription_id)",
+                                  "change_reason")
+        if data.get("discontinuation") and data.get("status") != "stopped":
+            raise ValidationError("a discontinued prescription has status 'stopped'", "status")
+
+
+class DoseChangeSchema(BaseSchema):
+    """Input of POST /api/v1/prescriptions/{id}/dose-changes: the new prescription's id and dose."""
+
+    id = Id(required=True)
+    dose = fields.Nested(DoseSchema, required=True)
+    frequency = fields.Integer(validate=validate.Range(min=1, max=24))
+    period = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    period_unit = Choice(words("period-unit"))
+    time_of_day = fields.List(Choice(words("time-of-day")), validate=validate.Length(max=6))
+    effective_date = IsoDate(required=True)
+    reason = Text(500, required=True)
+    changed_by_id = Id(required=True)
+    authored_on = AwareDateTime(required=True)
+    sig = Text(500)
+    instructions = Text(1000)
+    product = Text(200)
+    quantity = fields.Nested(QuantitySchema)
+    refills = fields.Integer(validate=validate.Range(min=0, max=12))
+    days_supply = fields.Integer(validate=validate.Range(min=1, max=365))

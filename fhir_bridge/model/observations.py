@@ -1,0 +1,173 @@
+"""Rating-scale assessments, side-effect reports, adherence reports and measurements."""
+
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
+
+from ..mapping.catalogs import instruments, measurement_kinds
+from ..mapping.valuemaps import words
+from .common import AwareDateTime, BaseSchema, Choice, Id, IsoDate, PersonRefSchema, Text, \
+    check_period
+
+SEVERITIES = ("mild", "moderate", "severe")
+SIDE_EFFECT_ACTIONS = ("none", "monitor", "dose-reduced", "dose-held", "switched", "discontinued",
+                       "treated")
+ADHERENCE_SOURCES = ("self-report", "pill-count", "refill-data", "caregiver-report")
+ADHERENCE_FINDINGS = ("adherent", "non-adherent", "not-taking")
+#: At or above this proportion of doses taken, a report without a finding counts as adherent.
+ADHERENT_AT_PERCENT = 80.0
+
+
+class ItemAnswerSchema(BaseSchema):
+    number = fields.Integer(required=True, validate=validate.Range(min=1))
+    value = fields.Integer(required=True)
+
+
+class AssessmentSchema(BaseSchema):
+    id = Id(required=True)
+    patient_id = Id(required=True)
+    instrument = Choice(list(instruments()), required=True)
+    status = Choice(words("observation-status"), load_default="final")
+    effective = AwareDateTime(required=True)
+    administered_by_id = Id()
+    items = fields.List(fields.Nested(ItemAnswerSchema), required=True,
+                        validate=validate.Length(min=1, max=30))
+    total = fields.Integer(validate=validate.Range(min=0))
+    note = Text(2000)
+
+    @validates_schema(skip_on_field_errors=False)
+    def _answers_fit_the_instrument(self, data, **_):
+        instrument = instruments().get(data.get("instrument"))
+        if instrument is None or "items" not in data:
+            return
+        errors: dict = {}
+        seen = set()
+        for index, answer in enumerate(data["items"]):
+            item = instrument.item(answer["number"])
+            if item is None:
+                errors[f"items[{index}].number"] = [
+                    f"{instrument.key} has no item {answer['number']}"]
+            elif answer["number"] in seen:
+                errors[f"items[{index}].number"] = ["is answered twice"]
+            elif not item.min <= answer["value"] <= item.max:
+                errors[f"items[{index}].value"] = [
+                    f"must be between {item.min} and {item.max} for {instrument.key} "
+                    f"item {item.number}"]
+            seen.add(answer["number"])
+        missing = [i.number for i in instrument.items if not i.optional and i.number not in seen]
+        if missing:
+            errors["items"] = [f"{instrument.key} needs answers to items "
+                               f"{', '.join(map(str, missing))}"]
+        if errors:
+            raise ValidationError(errors)
+        if instrument.total and "total" in data:
+            expected = sum(a["value"] for a in data["items"]
+                           if instrument.item(a["number"]).in_total)
+            if data["total"] != expected:
+                raise ValidationError(f"is {data['total']} but the item answers add up to "
+                                      f"{expected}", "total")
+        if not instrument.total and "total" in data:
+            raise ValidationError(f"{instrument.key} has no summed total", "total")
+
+    @post_load
+    def _with_total(self, data, **_):
+        """The total score is part of the record: computed from the items when not given."""
+        instrument = instruments()[data["instrument"]]
+        if instrument.total and "total" not in data:
+            data["total"] = sum(a["value"] for a in data["items"]
+                                if instrument.item(a["number"]).in_total)
+        data["items"] = sorted(data["items"], key=lambda a: a["number"])
+        return data
+
+
+
+class SideEffectSchema(BaseSchema):
+    id = Id(required=True)
+    patient_id = Id(required=True)
+    effect = Text(200, required=True)  # a key of terminology/side-effects.csv, or free text
+    severity = Choice(SEVERITIES, required=True)
+    onset_date = IsoDate(required=True)
+    recorded_at = AwareDateTime(required=True)
+    suspected_prescription_id = Id()
+    action_taken = Choice(SIDE_EFFECT_ACTIONS, required=True)
+    reported_by = fields.Nested(PersonRefSchema, required=True)
+    status = Choice(words("observation-status"), load_default="final")
+    note = Text(2000)
+
+
+class AdherenceSchema(BaseSchema):
+    id = Id(required=True)
+    patient_id = Id(required=True)
+    prescription_id = Id(required=True)
+    period_start = IsoDate(required=True)
+    period_end = IsoDate(required=True)
+    source = Choice(ADHERENCE_SOURCES, required=True)
+    doses_prescribed = fields.Integer(validate=validate.Range(min=1))
+    doses_taken = fields.Integer(validate=validate.Range(min=0))
+    proportion_percent = fields.Float(validate=validate.Range(min=0, max=100), allow_nan=False)
+    finding = Choice(ADHERENCE_FINDINGS)
+    recorded_at = AwareDateTime(required=True)
+    reported_by = fields.Nested(PersonRefSchema)
+    status = Choice(words("observation-status"), load_default="final")
+    note = Text(2000)
+
+    @validates_schema
+    def _consistent(self, data, **_):
+        check_period(data.get("period_start"), data.get("period_end"), "period_end")
+        prescribed, taken = data.get("doses_prescribed"), data.get("doses_taken")
+        if (prescribed is None) != (taken is None):
+            raise ValidationError("doses_prescribed and doses_taken go together",
+                                  "doses_taken" if taken is None else "doses_prescribed")
+        if prescribed is not None and taken > prescribed:
+            raise ValidationError("cannot exceed doses_prescribed", "doses_taken")
+        if prescribed is None and data.get("proportion_percent") is None \
+                and data.get("finding") is None:
+            raise ValidationError("give doses, proportion_percent or finding", "proportion_percent")
+
+    @post_load
+    def _derive(self, data, **_):
+        if data.get("doses_prescribed") and data.get("proportion_percent") is None:
+            data["proportion_percent"] = round(100.0 * data["doses_taken"]
+                                               / data["doses_prescribed"], 1)
+        if data.get("finding") is None:
+            data["finding"] = "adherent" if data["proportion_percent"] >= ADHERENT_AT_PERCENT \
+                else "non-adherent"
+        return data
+
+
+class ComponentValueSchema(BaseSchema):
+    name = Text(40, required=True)
+    value = fields.Float(required=True, allow_nan=False)
+
+
+class MeasurementSchema(BaseSchema):
+    id = Id(required=True)
+    patient_id = Id(required=True)
+    kind = Choice(list(measurement_kinds()), required=True)
+    value = fields.Float(allow_nan=False, validate=validate.Range(min=0))
+    components = fields.List(fields.Nested(ComponentValueSchema))
+    unit = Text(20, required=True)
+    effective = AwareDateTime(required=True)
+    status = Choice(words("observation-status"), load_default="final")
+    related_prescription_id = Id()
+    performer_id = Id()
+    note = Text(2000)
+
+    @validates_schema
+    def _fits_the_kind(self, data, **_):
+        kind = measurement_kinds().get(data.get("kind"))
+        if kind is None:
+            return
+        if data.get("unit") != kind.unit:
+            raise ValidationError(f"{kind.key} is recorded in {kind.unit}", "unit")
+        if kind.components:
+            names = [c["name"] for c in kind.components]
+            given = [c["name"] for c in data.get("components") or []]
+            if sorted(given) != sorted(names):
+                raise ValidationError(f"{kind.key} needs components {', '.join(names)}",
+                                      "components")
+            if "value" in data:
+                raise ValidationError(f"{kind.key} has components, not a value", "value")
+        else:
+            if "value" not in data:
+                raise ValidationError("is required", "value")
+            if data.get("components"):
+                raise ValidationError(f"{kind.key} has no components", "components")

@@ -1,0 +1,219 @@
+"""Write and read internal records; each save maps the records, validates every resulting FHIR
+resource once, and writes records, resource versions, history and outbox rows in one
+transaction. Nothing is half-written: any error rolls the whole change back."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+import sqlalchemy as sa
+
+from ..errors import Conflict, InvalidInput, Issue, NotFound
+from ..fhir import jsonio
+from ..fhir.validate import validate_resource
+from ..mapping.engine import Mapper
+from ..model.registry import Concept
+from . import tables as t
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """SQLite hands back naive datetimes; every time the store writes is UTC."""
+    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    concept: str
+    id: str
+    version: int
+    data: dict[str, Any]
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    resource_type: str
+    id: str
+    version_id: int
+    operation: str  # upsert | delete
+
+
+class RecordStore:
+    def __init__(self, engine: sa.Engine, mapper: Mapper):
+        self.engine = engine
+        self.mapper = mapper
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, concept: Concept, record_id: str) -> StoredRecord:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.records).where(
+                t.records.c.concept == concept.name, t.records.c.id == record_id)).first()
+        if row is None:
+            raise NotFound(f"no {concept.name} {record_id!r}")
+        return _stored(row)
+
+    def list(self, concept: Concept, patient_id: str | None = None, limit: int = 100,
+             after: str | None = None) -> list[StoredRecord]:
+        query = sa.select(t.records).where(t.records.c.concept == concept.name)
+        if patient_id is not None:
+            query = query.where(t.records.c.patient_id == patient_id)
+        if after is not None:
+            query = query.where(t.records.c.id > after)
+        query = query.order_by(t.records.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [_stored(row) for row in conn.execute(query)]
+
+    def exists(self, concept_name: str, record_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return _exists(conn, concept_name, record_id)
+
+    def counts(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(t.records.c.concept, sa.func.count())
+                                .group_by(t.records.c.concept))
+            return {concept: count for concept, count in rows}
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def save(self, changes: Sequence[tuple[Concept, dict[str, Any]]],
+             create_only: Iterable[int] = (),
+             expected_versions: dict[int, int] | None = None,
+             also: Callable[[sa.Connection, list[StoredRecord]], None] | None = None,
+             ) -> list[StoredRecord]:
+        """Save records in one transaction.
+
+        ``create_only`` holds indexes of changes that must not exist yet (409 if they do);
+        ``expected_versions`` maps an index to the version the caller last read (409 if the
+        stored version differs: an optimistic lock for updates). ``also`` runs inside the same
+        transaction after the writes (e.g. to remember an idempotency key).
+        """
+        create_only = set(create_only)
+        expected_versions = expected_versions or {}
+        # Map and validate before touching the database: a bad record writes nothing.
+        mapped = []
+        for concept, record in changes:
+            resources = self.mapper.to_fhir(concept.name, record)
+            for resource in resources:
+                validate_resource(resource)
+            mapped.append(resources)
+        now = utcnow()
+        saved: list[StoredRecord] = []
+        with self.engine.begin() as conn:
+            batch = {(c.name, r["id"]) for c, r in changes}
+            for index, (concept, record) in enumerate(changes):
+                self._check_references(conn, concept, record, batch)
+                row = conn.execute(sa.select(t.records.c.version, t.records.c.data,
+                                             t.records.c.updated_at).where(
+                    t.records.c.concept == concept.name, t.records.c.id == record["id"])
+                    .with_for_update()).first()
+                current = row.version if row is not None else None
+                if current is not None and index in create_only:
+                    raise Conflict(f"{concept.name} {record['id']!r} exists already",
+                                   [Issue("id", "is taken; update it with PUT instead")])
+                if index in expected_versions and current != expected_versions[index]:
+                    raise Conflict(f"{concept.name} {record['id']!r} changed since version "
+                                   f"{expected_versions[index]}",
+                                   [Issue("If-Match", f"the current version is {current}")])
+                if row is not None and row.data == record:
+                    # Unchanged: no new version, no resource versions, nothing to sync.
+                    saved.append(StoredRecord(concept.name, record["id"], current, record,
+                                              as_utc(row.updated_at)))
+                    continue
+                version = (current or 0) + 1
+                patient_id = record.get(concept.patient_field) if concept.patient_field else None
+                values = dict(patient_id=patient_id, version=version, data=record,
+                              updated_at=now)
+                if current is None:
+                    conn.execute(t.records.insert().values(concept=concept.name,
+                                                           id=record["id"], created_at=now,
+                                                           **values))
+                else:
+                    conn.execute(t.records.update().where(
+                        t.records.c.concept == concept.name,
+                        t.records.c.id == record["id"]).values(**values))
+                self._write_resources(conn, concept, record["id"], patient_id, mapped[index],
+                                      now)
+                saved.append(StoredRecord(concept.name, record["id"], version, record, now))
+            if also is not None:
+                also(conn, saved)
+        return saved
+
+    def _check_references(self, conn, concept: Concept, record: dict,
+                          batch: set[tuple[str, str]]) -> None:
+        issues = []
+        for path, target, target_id in concept.references(record):
+            if (target, target_id) in batch or _exists(conn, target, target_id):
+                continue
+            issues.append(Issue(path, f"names {target} {target_id!r}, which does not exist"))
+        if issues:
+            raise InvalidInput(f"{concept.name} {record['id']!r} names records that do not "
+                               "exist", issues)
+
+    def _write_resources(self, conn, concept: Concept, record_id: str, patient_id: str | None,
+                         resources: list[dict], now: dt.datetime) -> list[ResourceChange]:
+        changes: list[ResourceChange] = []
+        owned = {(row.resource_type, row.id): row for row in conn.execute(
+            sa.select(t.resources).where(t.resources.c.concept == concept.name,
+                                         t.resources.c.record_id == record_id))}
+        for resource in resources:
+            key = (resource["resourceType"], resource["id"])
+            digest = jsonio.content_hash(resource)
+            row = owned.pop(key, None)
+            if row is None:
+                row = conn.execute(sa.select(t.resources).where(
+                    t.resources.c.resource_type == key[0], t.resources.c.id == key[1])).first()
+                if row is not None and (row.concept, row.record_id) != (concept.name, record_id):
+                    raise Conflict(f"{key[0]}/{key[1]} already belongs to {row.concept} "
+                                   f"{row.record_id!r}",
+                                   [Issue("id", "ids must be unique across records")])
+            if row is not None and row.content_hash == digest and not row.deleted:
+                continue  # unchanged: no new version, nothing to sync
+            version_id = (row.version_id + 1) if row is not None else 1
+            content = jsonio.dumps(resource)
+            values = dict(concept=concept.name, record_id=record_id, patient_id=patient_id,
+                          version_id=version_id, last_updated=now, content_hash=digest,
+                          content=content, deleted=False)
+            if row is None:
+                conn.execute(t.resources.insert().values(resource_type=key[0], id=key[1],
+                                                         **values))
+            else:
+                conn.execute(t.resources.update().where(
+                    t.resources.c.resource_type == key[0], t.resources.c.id == key[1])
+                    .values(**values))
+            changes.append(ResourceChange(key[0], key[1], version_id, "upsert"))
+            conn.execute(t.resource_history.insert().values(
+                resource_type=key[0], id=key[1], version_id=version_id, last_updated=now,
+                content=content, deleted=False))
+        for (rtype, rid), row in owned.items():  # no longer produced, e.g. a removed goal
+            if row.deleted:
+                continue
+            version_id = row.version_id + 1
+            conn.execute(t.resources.update().where(t.resources.c.resource_type == rtype,
+                                                    t.resources.c.id == rid)
+                         .values(version_id=version_id, last_updated=now, deleted=True))
+            conn.execute(t.resource_history.insert().values(
+                resource_type=rtype, id=rid, version_id=version_id, last_updated=now,
+                content=None, deleted=True))
+            changes.append(ResourceChange(rtype, rid, version_id, "delete"))
+        if changes:
+            conn.execute(t.outbox.insert(), [
+                dict(resource_type=c.resource_type, resource_id=c.id, version_id=c.version_id,
+                     operation=c.operation, status="pending", attempts=0, created_at=now)
+                for c in changes])
+        return changes
+
+
+def _exists(conn, concept_name: str, record_id: str) -> bool:
+    return conn.execute(sa.select(sa.literal(1)).where(
+        t.records.c.concept == concept_name, t.records.c.id == record_id)).first() is not None
+
+
+def _stored(row) -> StoredRecord:
+    return StoredRecord(row.concept, row.id, row.version, row.data, as_utc(row.updated_at))

@@ -1,0 +1,88 @@
+"""Shared fixtures: the app on SQLite and on PostgreSQL, a client, and store snapshots."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from fhir_bridge import PROJECT_ROOT
+from fhir_bridge.app import create_app
+from fhir_bridge.fhir import jsonio
+from fhir_bridge.store import tables
+
+FIXTURES = PROJECT_ROOT / "fixtures"
+SHARED_CODES = PROJECT_ROOT.parent / "shared" / "reference" / "codes.csv"
+PG_URL = os.environ.get("FHIR_BRIDGE_TEST_DATABASE_URL")
+
+
+def fixture_documents() -> list[Path]:
+    return sorted((FIXTURES / "internal").glob("*.json"))
+
+
+def read_json(path: Path):
+    return jsonio.loads(path.read_bytes())
+
+
+def _reset_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        tables.metadata.drop_all(conn)
+        conn.execute(sa.text("DROP TABLE IF EXISTS alembic_version"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path) -> str:
+    """Each test that takes this runs twice: on SQLite and on PostgreSQL (scripts/test starts
+    it and sets FHIR_BRIDGE_TEST_DATABASE_URL; in CI a missing server fails the run)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bridge.db'}"
+    if not PG_URL:
+        if os.environ.get("CI"):
+            pytest.fail("FHIR_BRIDGE_TEST_DATABASE_URL is not set: PostgreSQL must run in CI")
+        pytest.skip("PostgreSQL not configured (run scripts/postgres-server start)")
+    _reset_postgres(PG_URL)
+    return PG_URL
+
+
+@pytest.fixture
+def app(database_url):
+    app = create_app({"database_url": database_url})
+    yield app
+    app.extensions["fhir_bridge"].engine.dispose()
+
+
+@pytest.fixture
+def sqlite_app(tmp_path):
+    """The app on SQLite only, for tests about the API rather than the database."""
+    app = create_app({"database_url": f"sqlite:///{tmp_path / 'bridge.db'}"})
+    yield app
+    app.extensions["fhir_bridge"].engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def snapshot(app) -> dict[str, list]:
+    """Every row of every table: compare before and after to prove nothing was written."""
+    engine = app.extensions["fhir_bridge"].engine
+    out = {}
+    with engine.connect() as conn:
+        for table in tables.metadata.sorted_tables:
+            rows = conn.execute(sa.select(table)).all()
+            out[table.name] = sorted((tuple(str(v) for v in row) for row in rows))
+    return out
+
+
+@pytest.fixture
+def loaded_client(client):
+    """A client whose store holds fixture p01."""
+    doc = read_json(FIXTURES / "internal" / "p01-depression-ssri-titration.json")
+    response = client.post("/api/v1/documents", json=doc)
+    assert response.status_code == 200, response.json
+    return client

@@ -1,0 +1,82 @@
+"""Clinical codes are real: every code the bridge can emit comes from the verified list."""
+
+import csv
+import os
+
+import pytest
+
+from fhir_bridge.cli import map_document
+from fhir_bridge.mapping.engine import Mapper
+from fhir_bridge.mapping.terminology import SHIPPABLE_STATUSES
+
+from .conftest import SHARED_CODES, fixture_documents, read_json
+
+CLINICAL_SYSTEMS = {"http://loinc.org", "http://snomed.info/sct",
+                    "http://www.nlm.nih.gov/research/umls/rxnorm", "http://www.whocc.no/atc",
+                    "http://nucc.org/provider-taxonomy"}
+
+
+@pytest.fixture(scope="module")
+def verified():
+    if not SHARED_CODES.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{SHARED_CODES} is missing: CI must have shared/ beside the clone")
+        pytest.skip("shared/reference/codes.csv is not beside this checkout")
+    with open(SHARED_CODES, newline="", encoding="utf-8") as fh:
+        return {(r["system"], r["code"]): r for r in csv.DictReader(fh)}
+
+
+def all_codings(node):
+    if isinstance(node, dict):
+        if "system" in node and "code" in node:
+            yield node
+        for value in node.values():
+            yield from all_codings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from all_codings(value)
+
+
+def test_every_table_row_is_a_verified_or_secondary_code_with_its_source(verified):
+    mapper = Mapper()
+    codes = mapper.terminology.all_codes()
+    assert len(codes) > 100
+    for code in codes:
+        row = verified.get((code.system, code.code))
+        assert row is not None, f"{code.key} {code.system}|{code.code} is not in codes.csv"
+        assert row["status"] in SHIPPABLE_STATUSES
+        assert (code.display, code.status, code.source) == \
+            (row["display"], row["status"], row["source"])
+
+
+@pytest.mark.parametrize("path", fixture_documents(), ids=lambda p: p.stem)
+def test_every_clinical_coding_in_mapped_fixtures_is_verified(path, verified):
+    bundle = map_document(read_json(path))
+    for coding in all_codings(bundle):
+        if coding["system"] in CLINICAL_SYSTEMS:
+            assert (coding["system"], coding["code"]) in verified, coding
+
+
+def test_unknown_drug_gets_a_local_code_with_text_never_a_guessed_one():
+    mapper = Mapper()
+    from fhir_bridge.mapping.context import Context
+    from fhir_bridge.mapping.transforms import get_transform
+
+    concept = get_transform("medication").forward(("zuranolone", None), {}, Context(mapper))
+    assert concept == {"coding": [{"system": "urn:fhir-bridge:codesystem:medication",
+                                   "code": "zuranolone", "display": "zuranolone"}],
+                       "text": "zuranolone"}
+
+
+def test_a_table_row_without_source_or_with_an_unverified_status_refuses_to_load(tmp_path):
+    from fhir_bridge.errors import MappingError
+    from fhir_bridge.mapping.terminology import Terminology
+
+    (tmp_path / "bad.csv").write_text("key,domain,system,code,display,status,source\n"
+                                      "x,lab,http://loinc.org,1-8,X,unverified,somewhere\n")
+    with pytest.raises(MappingError, match="may not ship"):
+        Terminology(tmp_path, "urn:x")
+    (tmp_path / "bad.csv").write_text("key,domain,system,code,display,status,source\n"
+                                      "x,lab,http://loinc.org,1-8,X,verified,\n")
+    with pytest.raises(MappingError, match="source"):
+        Terminology(tmp_path, "urn:x")
