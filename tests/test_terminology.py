@@ -80,3 +80,11 @@ def test_a_table_row_without_source_or_with_an_unverified_status_refuses_to_load
                                       "x,lab,http://loinc.org,1-8,X,verified,\n")
     with pytest.raises(MappingError, match="source"):
         Terminology(tmp_path, "urn:x")
+
+
+def test_a_drug_written_in_other_words_gets_its_table_key_and_free_text_stays():
+    from fhir_bridge.model.medication import PrescriptionSchema
+
+    field = PrescriptionSchema().fields["drug"]
+    assert field.deserialize("Lithium Carbonate") == "lithium-carbonate"
+    assert field.deserialize("lurasidone") == "lurasidone"  # not in the table: kept as written

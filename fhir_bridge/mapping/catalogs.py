@@ -20,6 +20,7 @@ class Item:
     code: str | None = None  # terminology key, when the item has a verified code
     in_total: bool = True
     optional: bool = False
+    asked_if: tuple[int, int] | None = None  # (item, answer) that must come first
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,9 @@ def instruments(directory: Path = MAPPINGS_DIR) -> dict[str, Instrument]:
         raw = yaml.safe_load(fh)
     return {
         key: Instrument(key, body["title"], body["panel"], body.get("total"),
-                        tuple(Item(**item) for item in body["items"]))
+                        tuple(Item(**{**item, "asked_if": tuple(item["asked_if"])})
+                              if "asked_if" in item else Item(**item)
+                              for item in body["items"]))
         for key, body in raw.items()
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+from functools import lru_cache
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,15 @@ class Terminology:
 
     def all_codes(self) -> list[Code]:
         return [code for table in self.tables.values() for code in table]
+
+
+@lru_cache(maxsize=None)
+def table_keys(name: str, directory: Path | None = None) -> frozenset[str]:
+    """The keys of one table of ``mappings/terminology`` (for schemas that accept them)."""
+    from .valuemaps import MAPPINGS_DIR
+
+    path = (directory or MAPPINGS_DIR / "terminology") / f"{name}.csv"
+    return frozenset(code.key for code in _read_table(path))
 
 
 def local_code(text: str) -> str:

@@ -109,7 +109,8 @@ def coded(ctx: Context, tables: list[str], key: str, local: str, text: bool = Tr
     for name in tables:
         code = ctx.terminology.table(name).get(key)
         if code is not None:
-            return {"coding": [code.coding()], "text": code.display}
+            return {"coding": [code.coding()], "text": code.display} if text \
+                else {"coding": [code.coding()]}
     shown = display or key
     coding = {"system": ctx.terminology.local_system(local), "code": local_code(key),
               "display": shown}

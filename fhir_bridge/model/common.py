@@ -6,6 +6,8 @@ import datetime as dt
 
 from marshmallow import Schema, ValidationError, fields, missing, post_load, validate
 
+from ..mapping.terminology import local_code, table_keys
+
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,47}$"
 ID_MESSAGE = "must be 1-48 characters: letters, digits, '-' and '.', starting with a letter or digit"
 
@@ -54,6 +56,21 @@ class IsoDate(fields.Date):
 
 def Text(max_len: int = 1000, **kwargs) -> fields.String:  # noqa: N802
     return fields.String(validate=validate.Length(min=1, max=max_len), **kwargs)
+
+
+class TermKey(fields.String):
+    """A concept named by the key of a terminology table (e.g. "lithium-carbonate") or by free
+    text. Text that names a table key in other words ("Lithium carbonate") becomes that key, so
+    it gets its verified code; anything else stays as written and gets a local code."""
+
+    def __init__(self, table: str, max_len: int = 200, **kwargs):
+        super().__init__(validate=validate.Length(min=1, max=max_len), **kwargs)
+        self.table = table
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        key = local_code(text)
+        return key if key in table_keys(self.table) else text
 
 
 def Choice(values, **kwargs) -> fields.String:  # noqa: N802

@@ -9,15 +9,20 @@ stops a prescription and records when, why and by whom. Both are made through th
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from ..mapping.valuemaps import words
-from .common import AwareDateTime, BaseSchema, Choice, Id, IsoDate, QuantitySchema, Text, \
-    check_period
+from .common import AwareDateTime, BaseSchema, Choice, Id, IsoDate, QuantitySchema, TermKey, \
+    Text, check_period
 
 DOSE_UNITS = ("mg", "mcg", "g", "mL", "tablet", "capsule", "patch")
+DISPENSE_UNITS = DOSE_UNITS + ("syringe", "vial", "pen")
 ROUTES = ("oral", "sublingual", "intramuscular", "transdermal", "subcutaneous")
 
 
 class DoseSchema(QuantitySchema):
     unit = Choice(DOSE_UNITS, required=True)
+
+
+class DispenseQuantitySchema(QuantitySchema):
+    unit = Choice(DISPENSE_UNITS, required=True)
 
 
 class DiscontinuationSchema(BaseSchema):
@@ -33,7 +38,7 @@ class PrescriptionSchema(BaseSchema):
     status = Choice(words("prescription-status"), required=True)
     status_reason = Text(500)
     authored_on = AwareDateTime(required=True)
-    drug = Text(100, required=True)  # ingredient name, e.g. "sertraline"
+    drug = TermKey("rxnorm-drugs", required=True)  # ingredient, e.g. "sertraline"
     product = Text(200)  # the product as prescribed, e.g. "sertraline 50 mg oral tablet"
     dose = fields.Nested(DoseSchema, required=True)
     route = Choice(ROUTES, required=True)
@@ -49,7 +54,7 @@ class PrescriptionSchema(BaseSchema):
     sig = Text(500)
     instructions = Text(1000)
     refills = fields.Integer(validate=validate.Range(min=0, max=12))
-    quantity = fields.Nested(QuantitySchema)
+    quantity = fields.Nested(DispenseQuantitySchema)
     days_supply = fields.Integer(validate=validate.Range(min=1, max=365))
     prior_prescription_id = Id()
     change_reason = Text(500)
@@ -86,6 +91,6 @@ class DoseChangeSchema(BaseSchema):
     sig = Text(500)
     instructions = Text(1000)
     product = Text(200)
-    quantity = fields.Nested(QuantitySchema)
+    quantity = fields.Nested(DispenseQuantitySchema)
     refills = fields.Integer(validate=validate.Range(min=0, max=12))
     days_supply = fields.Integer(validate=validate.Range(min=1, max=365))

@@ -4,8 +4,8 @@ from marshmallow import ValidationError, fields, post_load, validate, validates_
 
 from ..mapping.catalogs import instruments, measurement_kinds
 from ..mapping.valuemaps import words
-from .common import AwareDateTime, BaseSchema, Choice, Id, IsoDate, PersonRefSchema, Text, \
-    check_period
+from .common import AwareDateTime, BaseSchema, Choice, Id, IsoDate, PersonRefSchema, TermKey, \
+    Text, check_period
 
 SEVERITIES = ("mild", "moderate", "severe")
 SIDE_EFFECT_ACTIONS = ("none", "monitor", "dose-reduced", "dose-held", "switched", "discontinued",
@@ -52,6 +52,14 @@ class AssessmentSchema(BaseSchema):
                     f"must be between {item.min} and {item.max} for {instrument.key} "
                     f"item {item.number}"]
             seen.add(answer["number"])
+        answers = {a["number"]: a["value"] for a in data["items"]}
+        for index, answer in enumerate(data["items"]):
+            item = instrument.item(answer["number"])
+            if item is not None and item.asked_if is not None:
+                opener, needed = item.asked_if
+                if answers.get(opener) != needed:
+                    errors[f"items[{index}].number"] = [
+                        f"item {item.number} is asked only when item {opener} is {needed}"]
         missing = [i.number for i in instrument.items if not i.optional and i.number not in seen]
         if missing:
             errors["items"] = [f"{instrument.key} needs answers to items "
@@ -82,7 +90,7 @@ class AssessmentSchema(BaseSchema):
 class SideEffectSchema(BaseSchema):
     id = Id(required=True)
     patient_id = Id(required=True)
-    effect = Text(200, required=True)  # a key of terminology/side-effects.csv, or free text
+    effect = TermKey("side-effects", required=True)  # a table key, or free text
     severity = Choice(SEVERITIES, required=True)
     onset_date = IsoDate(required=True)
     recorded_at = AwareDateTime(required=True)

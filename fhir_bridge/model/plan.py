@@ -13,8 +13,9 @@ ACTIVITY_KINDS = ("medication", "psychotherapy", "patient-education", "family-ed
                   "lifestyle", "integrative", "follow-up", "monitoring", "safety-planning",
                   "referral")
 COMPARATORS = ("<", "<=", ">=", ">")
-# Roles of care-team members: keys of terminology/care-team-roles.csv.
-TEAM_ROLES = ("psychiatrist", "child-and-adolescent-psychiatrist", "nurse-practitioner",
+# Roles of care-team members: keys of terminology/care-team-roles.csv (SNOMED CT) or
+# specialties.csv (NUCC).
+TEAM_ROLES = ("psychiatric-nurse-practitioner", "psychiatrist", "child-and-adolescent-psychiatrist", "nurse-practitioner",
               "mental-health-nurse", "psychotherapist", "mental-health-counselor",
               "clinical-psychologist", "trained-social-worker-counselor", "primary-care-physician",
               "primary-care-provider", "caregiver", "informal-caregiver", "patient", "pharmacist",
@@ -131,6 +132,10 @@ class TeamMemberSchema(BaseSchema):
     role = Choice(TEAM_ROLES, required=True)
     start_date = IsoDate()
     end_date = IsoDate()
+
+    @validates_schema
+    def _dates(self, data, **_):
+        check_period(data.get("start_date"), data.get("end_date"), "end_date")
 
 
 class CareTeamSchema(BaseSchema):

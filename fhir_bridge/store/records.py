@@ -86,7 +86,7 @@ class RecordStore:
              create_only: Iterable[int] = (),
              expected_versions: dict[int, int] | None = None,
              also: Callable[[sa.Connection, list[StoredRecord]], None] | None = None,
-             ) -> list[StoredRecord]:
+             source: str = "api") -> list[StoredRecord]:
         """Save records in one transaction.
 
         ``create_only`` holds indexes of changes that must not exist yet (409 if they do);
@@ -129,7 +129,7 @@ class RecordStore:
                 version = (current or 0) + 1
                 patient_id = record.get(concept.patient_field) if concept.patient_field else None
                 values = dict(patient_id=patient_id, version=version, data=record,
-                              updated_at=now)
+                              updated_at=now, source=source)
                 if current is None:
                     conn.execute(t.records.insert().values(concept=concept.name,
                                                            id=record["id"], created_at=now,
@@ -139,7 +139,7 @@ class RecordStore:
                         t.records.c.concept == concept.name,
                         t.records.c.id == record["id"]).values(**values))
                 self._write_resources(conn, concept, record["id"], patient_id, mapped[index],
-                                      now)
+                                      now, source)
                 saved.append(StoredRecord(concept.name, record["id"], version, record, now))
             if also is not None:
                 also(conn, saved)
@@ -157,7 +157,8 @@ class RecordStore:
                                "exist", issues)
 
     def _write_resources(self, conn, concept: Concept, record_id: str, patient_id: str | None,
-                         resources: list[dict], now: dt.datetime) -> list[ResourceChange]:
+                         resources: list[dict], now: dt.datetime,
+                         source: str) -> list[ResourceChange]:
         changes: list[ResourceChange] = []
         owned = {(row.resource_type, row.id): row for row in conn.execute(
             sa.select(t.resources).where(t.resources.c.concept == concept.name,
@@ -190,7 +191,7 @@ class RecordStore:
             changes.append(ResourceChange(key[0], key[1], version_id, "upsert"))
             conn.execute(t.resource_history.insert().values(
                 resource_type=key[0], id=key[1], version_id=version_id, last_updated=now,
-                content=content, deleted=False))
+                content=content, deleted=False, source=source))
         for (rtype, rid), row in owned.items():  # no longer produced, e.g. a removed goal
             if row.deleted:
                 continue
@@ -200,7 +201,7 @@ class RecordStore:
                          .values(version_id=version_id, last_updated=now, deleted=True))
             conn.execute(t.resource_history.insert().values(
                 resource_type=rtype, id=rid, version_id=version_id, last_updated=now,
-                content=None, deleted=True))
+                content=None, deleted=True, source=source))
             changes.append(ResourceChange(rtype, rid, version_id, "delete"))
         if changes:
             conn.execute(t.outbox.insert(), [

@@ -17,6 +17,8 @@ records = sa.Table(
     sa.Column("data", sa.JSON, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # Who wrote this version: "api", or "pull:<target>" for a change made in an EHR.
+    sa.Column("source", sa.String(100)),
 )
 
 #: The current FHIR version of every resource mapped from a record.
@@ -44,6 +46,7 @@ resource_history = sa.Table(
     sa.Column("last_updated", sa.DateTime(timezone=True), nullable=False),
     sa.Column("content", sa.Text),  # null for a deletion
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
+    sa.Column("source", sa.String(100)),
 )
 
 #: One row per resource change, for sync workers to push (status pending -> done | dead).
@@ -59,6 +62,8 @@ outbox = sa.Table(
     sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
     sa.Column("last_error", sa.Text),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("claimed_by", sa.String(80)),
+    sa.Column("claimed_until", sa.DateTime(timezone=True)),
 )
 
 #: Idempotency keys of POST requests: a retried request gets the first answer again.
@@ -69,5 +74,55 @@ idempotency_keys = sa.Table(
     sa.Column("status", sa.Integer, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("location", sa.String(300)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: What each sync target holds of our resources: its id and version, and what we last sent.
+remote_resources = sa.Table(
+    "remote_resources", metadata,
+    sa.Column("target", sa.String(80), primary_key=True),
+    sa.Column("resource_type", sa.String(40), primary_key=True),
+    sa.Column("local_id", sa.String(64), primary_key=True),
+    sa.Column("remote_id", sa.String(64), nullable=False),
+    sa.Column("remote_version", sa.String(40)),
+    sa.Column("pushed_hash", sa.String(64)),
+    sa.Column("synced_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_remote_resources_remote", "target", "resource_type", "remote_id", unique=True),
+)
+
+#: A change made on both sides: nothing is overwritten until an operator resolves it.
+sync_conflicts = sa.Table(
+    "sync_conflicts", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(80), nullable=False),
+    sa.Column("resource_type", sa.String(40), nullable=False),
+    sa.Column("local_id", sa.String(64), nullable=False),
+    sa.Column("remote_id", sa.String(64), nullable=False),
+    sa.Column("remote_version", sa.String(40)),
+    sa.Column("local_content", sa.Text),
+    sa.Column("remote_content", sa.Text),
+    sa.Column("status", sa.String(12), nullable=False),  # open | kept-local | took-remote
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("resolved_at", sa.DateTime(timezone=True)),
+)
+
+#: Incremental pull: the newest _lastUpdated seen per target, resource type and patient.
+sync_watermarks = sa.Table(
+    "sync_watermarks", metadata,
+    sa.Column("target", sa.String(80), primary_key=True),
+    sa.Column("resource_type", sa.String(40), primary_key=True),
+    sa.Column("patient_remote_id", sa.String(64), primary_key=True),
+    sa.Column("watermark", sa.String(40), nullable=False),
+)
+
+#: Pulled resources that could not be mapped, with the reason: reported, never dropped.
+sync_rejects = sa.Table(
+    "sync_rejects", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(80), nullable=False),
+    sa.Column("resource_type", sa.String(40), nullable=False),
+    sa.Column("remote_id", sa.String(64), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("content", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )

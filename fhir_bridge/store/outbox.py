@@ -1,0 +1,131 @@
+"""The outbox: one row per resource change, claimed by sync workers with a lease.
+
+Rows stay ``pending`` while a worker holds them (``claimed_by`` + ``claimed_until``); a worker
+that dies simply lets its lease run out and another one picks the rows up. On PostgreSQL the
+claim uses ``FOR UPDATE SKIP LOCKED`` so several workers share the queue without waiting on each
+other and without taking the same row twice; SQLite serializes writers, and a single UPDATE
+claims atomically there. A resource with rows claimed by one worker is not claimed by another,
+so one resource's changes are sent in order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from . import tables as t
+from .records import as_utc, utcnow
+
+o = t.outbox
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    resource_type: str
+    resource_id: str
+    version_id: int
+    operation: str
+    attempts: int
+
+
+def _due(now: dt.datetime):
+    others = o.alias("others")
+    busy_elsewhere = sa.exists().where(
+        others.c.resource_type == o.c.resource_type, others.c.resource_id == o.c.resource_id,
+        others.c.status == "pending", others.c.claimed_until > now)
+    return sa.and_(o.c.status == "pending",
+                   sa.or_(o.c.next_attempt_at.is_(None), o.c.next_attempt_at <= now),
+                   sa.or_(o.c.claimed_until.is_(None), o.c.claimed_until <= now),
+                   ~busy_elsewhere)
+
+
+def claim(engine: sa.Engine, worker: str, limit: int, lease_seconds: float = 120) -> \
+        tuple[str, list[OutboxRow]]:
+    """Claim up to ``limit`` due rows in order; returns (claim token, rows)."""
+    now = utcnow()
+    token = f"{worker}:{uuid.uuid4().hex[:12]}"
+    until = now + dt.timedelta(seconds=lease_seconds)
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            seqs = conn.execute(sa.select(o.c.seq).where(_due(now)).order_by(o.c.seq)
+                                .limit(limit).with_for_update(skip_locked=True,
+                                                              of=o)).scalars().all()
+            if seqs:
+                conn.execute(o.update().where(o.c.seq.in_(seqs))
+                             .values(claimed_by=token, claimed_until=until))
+        else:
+            chosen = sa.select(o.c.seq).where(_due(now)).order_by(o.c.seq).limit(limit)
+            conn.execute(o.update().where(o.c.seq.in_(chosen.scalar_subquery()))
+                         .values(claimed_by=token, claimed_until=until))
+        rows = conn.execute(sa.select(o).where(o.c.claimed_by == token).order_by(o.c.seq)).all()
+    return token, [OutboxRow(r.seq, r.resource_type, r.resource_id, r.version_id, r.operation,
+                             r.attempts) for r in rows]
+
+
+def complete(conn: sa.Connection, token: str, seqs: list[int]) -> None:
+    if seqs:
+        conn.execute(o.update().where(o.c.seq.in_(seqs), o.c.claimed_by == token).values(
+            status="done", claimed_until=None, last_error=None))
+
+
+def release(engine: sa.Engine, token: str, seqs: list[int], error: str, max_attempts: int,
+            retry_after: float | None = None, base: float = 2.0, cap: float = 600.0) -> int:
+    """Give rows back after a failure: retried later with exponential backoff and jitter, or
+    dead-lettered with the reason after ``max_attempts``. Returns how many went dead."""
+    if not seqs:
+        return 0
+    now = utcnow()
+    dead = 0
+    with engine.begin() as conn:
+        for row in conn.execute(sa.select(o.c.seq, o.c.attempts).where(
+                o.c.seq.in_(seqs), o.c.claimed_by == token)):
+            attempts = row.attempts + 1
+            delay = retry_after if retry_after is not None else \
+                random.uniform(0, min(cap, base * 2 ** attempts))
+            values = dict(attempts=attempts, last_error=error[:2000], claimed_until=None,
+                          next_attempt_at=now + dt.timedelta(seconds=delay))
+            if attempts >= max_attempts:
+                values["status"] = "dead"
+                dead += 1
+            conn.execute(o.update().where(o.c.seq == row.seq).values(**values))
+    return dead
+
+
+def mark(engine: sa.Engine, token: str, seqs: list[int], status: str, error: str) -> None:
+    """Set a final status other than done (``dead`` or ``conflict``) with the reason."""
+    if seqs:
+        with engine.begin() as conn:
+            conn.execute(o.update().where(o.c.seq.in_(seqs), o.c.claimed_by == token).values(
+                status=status, last_error=error[:2000], claimed_until=None))
+
+
+def retry(engine: sa.Engine, seqs: list[int] | None = None) -> int:
+    """Operators: put dead rows (all, or the given ones) back in the queue."""
+    query = o.update().where(o.c.status == "dead")
+    if seqs:
+        query = query.where(o.c.seq.in_(seqs))
+    with engine.begin() as conn:
+        return conn.execute(query.values(status="pending", attempts=0, next_attempt_at=None,
+                                         claimed_by=None, claimed_until=None)).rowcount
+
+
+def status_counts(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {status: n for status, n in conn.execute(
+            sa.select(o.c.status, sa.func.count()).group_by(o.c.status))}
+
+
+def listing(engine: sa.Engine, status: str, limit: int = 100) -> list[dict]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(o).where(o.c.status == status).order_by(o.c.seq)
+                            .limit(limit)).all()
+    return [{"seq": r.seq, "resource": f"{r.resource_type}/{r.resource_id}",
+             "version": r.version_id, "operation": r.operation, "attempts": r.attempts,
+             "last_error": r.last_error,
+             "next_attempt_at": as_utc(r.next_attempt_at).isoformat()
+             if r.next_attempt_at else None} for r in rows]

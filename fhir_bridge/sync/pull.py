@@ -1,0 +1,319 @@
+"""Pull: changes made on the target come back into the internal model.
+
+Incremental per managed patient and resource type (CarePlan, CareTeam, MedicationRequest,
+Observation), with a ``_lastUpdated`` watermark and paging through ``Bundle.link[next]``.
+For each resource read:
+- the version we wrote or applied last: nothing to do;
+- a newer version of a resource the bridge manages: references are translated back to local
+  ids, the owning record is rebuilt through the reverse mapping and saved with source
+  ``pull:<target>``, unless the resource also changed locally and is still waiting in the
+  outbox: then a conflict record keeps both versions and nothing is overwritten;
+- a resource the bridge never wrote (an EHR's own data): imported with the records it points at
+  (patient, practitioner, condition, ...), read from the target as needed.
+Whatever cannot be mapped is stored in ``sync_rejects`` with its reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import BridgeError, MappingError, RemoteError
+from ..fhir import jsonio
+from ..mapping.document import load_record
+from ..mapping.engine import Mapper
+from ..model import concept_by_name
+from ..model.common import ID_PATTERN
+from ..store import tables as t
+from ..store.records import RecordStore, utcnow
+from . import remote_map
+from .conflicts import record_conflict
+from .targets import Target
+
+log = logging.getLogger("fhir_bridge.sync.pull")
+
+PULL_TYPES = ("CarePlan", "CareTeam", "MedicationRequest", "Observation")
+_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+_ID = re.compile(ID_PATTERN)
+MAX_IMPORT_DEPTH = 4
+
+
+@dataclass
+class PullReport:
+    seen: int = 0
+    applied: int = 0  # changes made on the target, now in the internal model
+    imported: int = 0  # resources the bridge never wrote, now internal records
+    unchanged: int = 0  # versions we already have
+    conflicts: int = 0
+    rejected: int = 0
+    reasons: list[str] = field(default_factory=list)
+
+
+class Puller:
+    def __init__(self, engine: sa.Engine, mapper: Mapper, store: RecordStore, client,
+                 target: Target, types: tuple[str, ...] = PULL_TYPES):
+        self.engine = engine
+        self.mapper = mapper
+        self.store = store
+        self.client = client
+        self.target = target
+        self.types = types
+        self.source = f"pull:{target.name}"
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def managed_patients(self) -> list[str]:
+        rr = t.remote_resources
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(rr.c.remote_id).where(
+                rr.c.target == self.target.name, rr.c.resource_type == "Patient")
+                .order_by(rr.c.remote_id)).scalars())
+
+    def pull(self, patients: list[str] | None = None) -> PullReport:
+        report = PullReport()
+        for patient in patients or self.managed_patients():
+            if patients:
+                self._ensure_local(f"Patient/{patient}", report, depth=0)
+            for rtype in self.types:
+                self._pull_type(rtype, patient, report)
+        return report
+
+    def _pull_type(self, rtype: str, patient: str, report: PullReport) -> None:
+        wm = t.sync_watermarks
+        key = dict(target=self.target.name, resource_type=rtype, patient_remote_id=patient)
+        with self.engine.connect() as conn:
+            watermark = conn.execute(sa.select(wm.c.watermark).where(
+                *[wm.c[k] == v for k, v in key.items()])).scalar()
+        params: dict[str, Any] = {"patient": patient, "_count": self.target.pull_page_size,
+                                  "_sort": "_lastUpdated"}
+        if watermark:
+            # ge, not gt: two writes in the same millisecond must not hide one another;
+            # a version seen already is recognized and skipped.
+            params["_lastUpdated"] = f"ge{watermark}"
+        newest = watermark
+        for resource in self.client.search_all(rtype, params):
+            report.seen += 1
+            self._apply(resource, report)
+            updated = (resource.get("meta") or {}).get("lastUpdated")
+            if updated and (newest is None or updated > newest):
+                newest = updated
+        if newest and newest != watermark:
+            with self.engine.begin() as conn:
+                done = conn.execute(wm.update().where(*[wm.c[k] == v for k, v in key.items()])
+                                    .values(watermark=newest)).rowcount
+                if not done:
+                    conn.execute(wm.insert().values(watermark=newest, **key))
+
+    # -- one resource ---------------------------------------------------------------------------
+
+    def _apply(self, resource: dict, report: PullReport) -> None:
+        rtype, rid = resource["resourceType"], resource["id"]
+        version = (resource.get("meta") or {}).get("versionId")
+        with self.engine.connect() as conn:
+            known = remote_map.by_remote_id(conn, self.target.name, rtype, rid)
+        if known is not None and known.remote_version == version:
+            report.unchanged += 1
+            return
+        if known is None:
+            self._import(resource, report, depth=0)
+            return
+        local = self._local_row(rtype, known.local_id)
+        if local is None:
+            self._reject(resource, f"maps to {rtype}/{known.local_id}, which is gone locally",
+                         report)
+            return
+        if self._pending_locally(rtype, known.local_id):
+            record_conflict(self.engine, self.client, self.target.name, rtype, known.local_id,
+                            rid, jsonio.loads(local.content), resource)
+            report.conflicts += 1
+            report.reasons.append(f"{rtype}/{rid}: changed on both sides; conflict recorded")
+            return
+        edited = self._localize(resource, local_id=known.local_id)
+        try:
+            record = self._rebuild(local.concept, local.record_id, (rtype, known.local_id), edited)
+            self._save(local.concept, record, rtype, known.local_id, rid, version)
+        except BridgeError as exc:
+            self._reject(resource, _describe(exc), report)
+            return
+        report.applied += 1
+
+    def _import(self, resource: dict, report: PullReport, depth: int) -> str | None:
+        """A resource the bridge never wrote (or whose write we never heard back about)."""
+        rtype, rid = resource["resourceType"], resource["id"]
+        version = (resource.get("meta") or {}).get("versionId")
+        mapping = self.mapper.classify(resource)
+        if mapping is None or mapping.child:
+            self._reject(resource, f"no mapping reads this {rtype}", report)
+            return None
+        for ref in _references(resource):
+            match = _REF.match(ref)
+            if match and self._ensure_local(ref, report, depth + 1) is None:
+                self._reject(resource, f"points at {ref}, which could not be imported", report)
+                return None
+        local_hint = _local_id(rid)
+        edited = self._localize(resource, local_id=f"{mapping.id_prefix}-{local_hint}")
+        try:
+            back = self.mapper.to_internal(edited, resolve=self._remote_resolver())
+            lost = [f"{path}: {why}" for path, why in back.unmapped]
+            if lost:
+                raise MappingError("; ".join(lost), "parse")
+            record = back.record
+            if record.get("id") in (None, rid) or not _ID.match(str(record.get("id"))):
+                record["id"] = local_hint
+            local_id = self.mapper.resource_id(back.concept, record["id"])
+            self._save(back.concept, record, rtype, local_id, rid, version, adopt=True)
+        except BridgeError as exc:
+            self._reject(resource, _describe(exc), report)
+            return None
+        report.imported += 1
+        return local_id
+
+    def _ensure_local(self, reference: str, report: PullReport, depth: int) -> str | None:
+        rtype, rid = reference.split("/", 1)
+        with self.engine.connect() as conn:
+            known = remote_map.by_remote_id(conn, self.target.name, rtype, rid)
+        if known is not None:
+            return known.local_id
+        if depth > MAX_IMPORT_DEPTH:
+            return None
+        try:
+            resource = self.client.read(rtype, rid)
+        except RemoteError as exc:
+            report.reasons.append(f"{reference}: {exc.message}")
+            return None
+        return self._import(resource, report, depth)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _save(self, concept_name: str, record: dict, rtype: str, local_id: str, remote_id: str,
+              version: str | None, adopt: bool = False) -> None:
+        concept = concept_by_name(concept_name)
+        record = load_record(concept, concept.dump(record) if not adopt else record)
+
+        def settle(conn, saved):
+            # The target already has this resource: its new outbox rows are done, and the
+            # remote map holds its id, version and the content we now have.
+            current = conn.execute(sa.select(t.resources.c.content_hash).where(
+                t.resources.c.resource_type == rtype, t.resources.c.id == local_id)).scalar()
+            conn.execute(t.outbox.update().where(
+                t.outbox.c.resource_type == rtype, t.outbox.c.resource_id == local_id,
+                t.outbox.c.status == "pending").values(status="done"))
+            if adopt:  # resources made from an import exist on the target in its own form
+                for row in conn.execute(sa.select(t.resources.c.resource_type, t.resources.c.id)
+                                        .where(t.resources.c.concept == concept.name,
+                                               t.resources.c.record_id == record["id"])):
+                    conn.execute(t.outbox.update().where(
+                        t.outbox.c.resource_type == row.resource_type,
+                        t.outbox.c.resource_id == row.id,
+                        t.outbox.c.status == "pending").values(status="done"))
+            remote_map.remember(conn, self.target.name, rtype, local_id, remote_id, version,
+                                current)
+
+        self.store.save([(concept, record)], also=settle, source=self.source)
+
+    def _rebuild(self, concept: str, record_id: str, edited_key: tuple[str, str],
+                 edited: dict) -> dict:
+        """The owning record again, from its resources with the edited one swapped in."""
+        res = t.resources
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(res).where(res.c.concept == concept,
+                                                     res.c.record_id == record_id,
+                                                     res.c.deleted.is_(False))).all()
+        by_ref = {f"{r.resource_type}/{r.id}": jsonio.loads(r.content) for r in rows}
+        by_ref[f"{edited_key[0]}/{edited_key[1]}"] = edited
+        main_id = self.mapper.resource_id(concept, record_id)
+        main_type = self.mapper.resource_type(concept)
+        back = self.mapper.to_internal(by_ref[f"{main_type}/{main_id}"], resolve=by_ref.get)
+        lost = [f"{path}: {why}" for path, why in back.unmapped]
+        if lost:
+            raise MappingError("; ".join(lost), "parse")
+        return back.record
+
+    def _localize(self, resource: dict, local_id: str) -> dict:
+        """A remote resource with local ids: itself and every reference the map knows."""
+        out = jsonio.loads(jsonio.dumpb(resource))
+        out["id"] = local_id
+        refs = {_REF.match(r).groups() for r in _references(out) if _REF.match(r)}
+        with self.engine.connect() as conn:
+            local = {}
+            for rtype, rid in refs:
+                known = remote_map.by_remote_id(conn, self.target.name, rtype, rid)
+                if known is not None:
+                    local[f"{rtype}/{rid}"] = f"{rtype}/{known.local_id}"
+        _rewrite(out, lambda ref: local.get(ref, ref))
+        return out
+
+    def _remote_resolver(self):
+        """For children of an imported resource (a panel's items): read them, localized."""
+        def resolve(reference: str):
+            match = _REF.match(reference)
+            if not match:
+                return None
+            with self.engine.connect() as conn:
+                known = remote_map.by_remote_id(conn, self.target.name, *match.groups())
+            if known is not None:
+                row = self._local_row(match.group(1), known.local_id)
+                return jsonio.loads(row.content) if row is not None else None
+            try:
+                return self._localize(self.client.read(*match.groups()), match.group(2))
+            except RemoteError:
+                return None
+
+        return resolve
+
+    def _local_row(self, rtype: str, local_id: str):
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(t.resources).where(
+                t.resources.c.resource_type == rtype, t.resources.c.id == local_id)).first()
+
+    def _pending_locally(self, rtype: str, local_id: str) -> bool:
+        o = t.outbox
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.literal(1)).where(
+                o.c.resource_type == rtype, o.c.resource_id == local_id,
+                o.c.status.in_(("pending", "conflict")))).first() is not None
+
+    def _reject(self, resource: dict, reason: str, report: PullReport) -> None:
+        report.rejected += 1
+        report.reasons.append(f"{resource['resourceType']}/{resource.get('id')}: {reason}")
+        with self.engine.begin() as conn:
+            conn.execute(t.sync_rejects.insert().values(
+                target=self.target.name, resource_type=resource["resourceType"],
+                remote_id=str(resource.get("id")), reason=reason[:4000],
+                content=jsonio.dumps(resource), created_at=utcnow()))
+
+
+def _local_id(remote_id: str) -> str:
+    return remote_id if _ID.match(remote_id) else "r" + re.sub(r"[^A-Za-z0-9.\-]", "-",
+                                                                remote_id)[:47]
+
+
+def _describe(exc: BridgeError) -> str:
+    details = "; ".join(f"{i.path}: {i.message}" for i in exc.issues)
+    return f"{exc.message}: {details}" if details else exc.message
+
+
+def _references(node: Any):
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            yield node["reference"]
+        for value in node.values():
+            yield from _references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _references(value)
+
+
+def _rewrite(node: Any, fn) -> None:
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            node["reference"] = fn(node["reference"])
+        for value in node.values():
+            _rewrite(value, fn)
+    elif isinstance(node, list):
+        for value in node:
+            _rewrite(value, fn)

@@ -1,0 +1,343 @@
+"""Push: outbox rows become transaction bundles sent to the target.
+
+Per batch: rows are claimed, coalesced per resource (one entry per resource, so no conditional
+identity appears twice in a bundle), and sent as one transaction:
+- a resource the target has not confirmed yet is a conditional update by the bridge's
+  identifier (``PUT Type?identifier=system|value``), so a retry after a lost answer updates
+  instead of duplicating;
+- a resource the target holds is ``PUT Type/<remote id>`` with ``If-Match`` on the version we
+  last saw: a newer remote edit makes it fail (409/412) and becomes a conflict record, never an
+  overwrite;
+- references point at the entry's ``urn:uuid`` when the target is in the same bundle, at the
+  remote id when known, else at a conditional reference ``Type?identifier=...``;
+- content the target already has (same hash as last sent) is not sent again.
+Failures: unreachable, 429 and 5xx put the rows back with backoff (dead-lettered after
+``max_attempts``); a rejected bundle is split into single-entry transactions to find the bad
+entry, which alone is dead-lettered with the server's reason. A server without transactions
+gets the same requests one by one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import RemoteConflict, RemoteError, RemoteRejected, RemoteUnavailable
+from ..fhir import jsonio
+from ..store import outbox
+from ..store import tables as t
+from ..store.records import utcnow
+from . import remote_map
+from .targets import BRIDGE_TAG, Target
+
+log = logging.getLogger("fhir_bridge.sync.push")
+_RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
+_LOCATION = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([^/]+))?")
+
+
+@dataclass
+class PushReport:
+    sent: int = 0  # resources written or deleted on the target
+    unchanged: int = 0  # skipped: the target already has this content
+    retried: int = 0  # rows put back for a later attempt
+    dead: int = 0  # rows dead-lettered
+    conflicts: int = 0  # rows held as conflicts
+    bundles: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: "PushReport") -> None:
+        for name in ("sent", "unchanged", "retried", "dead", "conflicts", "bundles"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.errors.extend(other.errors)
+
+
+@dataclass
+class Entry:
+    resource_type: str
+    local_id: str
+    seqs: list[int]
+    deleted: bool
+    content: dict | None
+    content_hash: str | None
+    remote: remote_map.Remote | None
+    identity: tuple[str, str] | None  # the bridge's identifier (system, value)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.resource_type, self.local_id
+
+
+class Pusher:
+    def __init__(self, engine: sa.Engine, client, target: Target, worker: str = "worker",
+                 transactions: bool = True):
+        self.engine = engine
+        self.client = client
+        self.target = target
+        self.worker = worker
+        self.transactions = transactions
+
+    def push_all(self, max_batches: int | None = None) -> PushReport:
+        """Push until no row is due (or max_batches)."""
+        report = PushReport()
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            one = self.push_batch()
+            report.add(one)
+            batches += 1
+            if one.sent + one.unchanged + one.retried + one.dead + one.conflicts == 0:
+                break
+        return report
+
+    def push_batch(self) -> PushReport:
+        token, rows = outbox.claim(self.engine, self.worker, self.target.batch_size,
+                                   self.target.lease_seconds)
+        report = PushReport()
+        if not rows:
+            return report
+        entries = self._entries(rows)
+        unchanged = [e for e in entries if self._unchanged(e)]
+        if unchanged:
+            with self.engine.begin() as conn:
+                outbox.complete(conn, token, [s for e in unchanged for s in e.seqs])
+            report.unchanged += len(unchanged)
+        todo = [e for e in entries if not self._unchanged(e)]
+        if todo:
+            self._send(token, todo, report, split=len(todo) > 1)
+        return report
+
+    # -- building -------------------------------------------------------------------------------
+
+    def _entries(self, rows: list[outbox.OutboxRow]) -> list[Entry]:
+        seqs: dict[tuple[str, str], list[int]] = {}
+        for row in rows:
+            seqs.setdefault((row.resource_type, row.resource_id), []).append(row.seq)
+        res = t.resources
+        with self.engine.connect() as conn:
+            current = {}
+            for rtype in {k[0] for k in seqs}:
+                ids = [k[1] for k in seqs if k[0] == rtype]
+                for row in conn.execute(sa.select(res).where(res.c.resource_type == rtype,
+                                                             res.c.id.in_(ids))):
+                    current[(rtype, row.id)] = row
+            remotes = remote_map.load(conn, self.target.name, set(seqs))
+        entries = []
+        for key, row_seqs in seqs.items():
+            row = current[key]
+            content = jsonio.loads(row.content)  # a deleted resource keeps its last content
+            entries.append(Entry(key[0], key[1], row_seqs, bool(row.deleted), content,
+                                 None if row.deleted else row.content_hash, remotes.get(key),
+                                 _identity(content)))
+        return entries
+
+    def _unchanged(self, entry: Entry) -> bool:
+        return not entry.deleted and entry.remote is not None \
+            and entry.remote.pushed_hash == entry.content_hash
+
+    def _bundle(self, entries: list[Entry]) -> dict:
+        in_bundle = {e.key: e for e in entries if not e.deleted}
+        needed = set()
+        for e in entries:
+            if not e.deleted:
+                needed |= {_split(r) for r in _references(e.content) if _split(r)}
+        needed -= set(in_bundle)
+        with self.engine.connect() as conn:
+            known = remote_map.load(conn, self.target.name, needed)
+            identities = _identities(conn, needed - set(known))
+        out = []
+        for e in entries:
+            full_url = f"urn:uuid:{_uuid(self.target.name, e.key)}"
+            if e.deleted:
+                # By remote id when known; else by identifier, in case an earlier push landed
+                # and its answer was lost.
+                url = f"{e.resource_type}/{e.remote.remote_id}" if e.remote else \
+                    f"{e.resource_type}?identifier={e.identity[0]}|{e.identity[1]}"
+                out.append({"request": {"method": "DELETE", "url": url}})
+                continue
+            resource = copy.deepcopy(e.content)
+            resource.pop("id")
+            if e.remote is not None:
+                resource["id"] = e.remote.remote_id
+            meta = resource.setdefault("meta", {})
+            meta["tag"] = [BRIDGE_TAG]
+
+            def rewrite(ref: str) -> str:
+                key = _split(ref)
+                if key in in_bundle:
+                    return f"urn:uuid:{_uuid(self.target.name, key)}"
+                if key in known:
+                    return f"{key[0]}/{known[key].remote_id}"
+                if key in identities:
+                    system, value = identities[key]
+                    return f"{key[0]}?identifier={system}|{value}"
+                return ref
+
+            _rewrite_references(resource, rewrite)
+            if e.remote is not None:
+                request = {"method": "PUT", "url": f"{e.resource_type}/{e.remote.remote_id}"}
+                if e.remote.remote_version:
+                    request["ifMatch"] = f'W/"{e.remote.remote_version}"'
+            else:
+                system, value = e.identity
+                request = {"method": "PUT",
+                           "url": f"{e.resource_type}?identifier={system}|{value}"}
+            out.append({"fullUrl": full_url, "resource": resource, "request": request})
+        return {"resourceType": "Bundle", "type": "transaction", "entry": out}
+
+    # -- sending --------------------------------------------------------------------------------
+
+    def _send(self, token: str, entries: list[Entry], report: PushReport, split: bool) -> None:
+        bundle = self._bundle(entries)
+        seqs = [s for e in entries for s in e.seqs]
+        try:
+            if self.transactions:
+                answer = self.client.transaction(bundle)
+                responses = [entry.get("response", {}) for entry in answer.get("entry", [])]
+            else:
+                responses = [self._send_one(entry) for entry in bundle["entry"]]
+            report.bundles += 1
+        except RemoteUnavailable as exc:
+            report.retried += len(seqs)
+            report.dead += outbox.release(self.engine, token, seqs, _reason(exc),
+                                          self.target.max_attempts, exc.retry_after)
+            report.errors.append(_reason(exc))
+            return
+        except (RemoteRejected, RemoteConflict) as exc:
+            if split:  # find the entry the server refuses; send the others
+                for entry in entries:
+                    self._send(token, [entry], report, split=False)
+                return
+            self._refused(token, entries[0], exc, report)
+            return
+        if len(responses) != len(entries):
+            report.retried += len(seqs)
+            outbox.release(self.engine, token, seqs, "the answer does not match the bundle",
+                           self.target.max_attempts)
+            return
+        self._confirm(token, entries, responses)
+        report.sent += len(entries)
+
+    def _send_one(self, entry: dict) -> dict:
+        request = entry["request"]
+        headers = {"If-Match": request["ifMatch"]} if "ifMatch" in request else None
+        answer = self.client.request(request["method"], request["url"],
+                                     json=entry.get("resource"), headers=headers)
+        return {"status": str(answer.status), "location": answer.location,
+                "etag": answer.etag}
+
+    def _confirm(self, token: str, entries: list[Entry], responses: list[dict]) -> None:
+        with self.engine.begin() as conn:
+            for entry, response in zip(entries, responses):
+                if entry.deleted:
+                    remote_map.forget(conn, self.target.name, *entry.key)
+                    continue
+                remote_id, version = _location(response, entry)
+                remote_map.remember(conn, self.target.name, entry.resource_type, entry.local_id,
+                                    remote_id, version, entry.content_hash)
+                current = conn.execute(sa.select(t.resources.c.content_hash).where(
+                    t.resources.c.resource_type == entry.resource_type,
+                    t.resources.c.id == entry.local_id)).scalar()
+                if current != entry.content_hash:
+                    # Changed while we were sending: make sure the newer content goes too.
+                    conn.execute(t.outbox.insert().values(
+                        resource_type=entry.resource_type, resource_id=entry.local_id,
+                        version_id=0, operation="upsert", status="pending", attempts=0,
+                        created_at=utcnow()))
+            outbox.complete(conn, token, [s for e in entries for s in e.seqs])
+
+    def _refused(self, token: str, entry: Entry, exc: RemoteError,
+                 report: PushReport) -> None:
+        reason = _reason(exc)
+        report.errors.append(f"{entry.resource_type}/{entry.local_id}: {reason}")
+        if isinstance(exc, RemoteConflict) and entry.remote is not None:
+            from .conflicts import record_conflict
+
+            record_conflict(self.engine, self.client, self.target.name, entry.resource_type,
+                            entry.local_id, entry.remote.remote_id, entry.content)
+            outbox.mark(self.engine, token, entry.seqs, "conflict", reason)
+            report.conflicts += len(entry.seqs)
+        elif _waits_for_dependency(reason):
+            report.retried += len(entry.seqs)
+            report.dead += outbox.release(self.engine, token, entry.seqs, reason,
+                                          self.target.max_attempts)
+        else:
+            outbox.mark(self.engine, token, entry.seqs, "dead", reason)
+            report.dead += len(entry.seqs)
+
+
+def _reason(exc: RemoteError) -> str:
+    status = f"HTTP {exc.http_status}: " if exc.http_status else ""
+    return f"{type(exc).__name__}: {status}{exc.message}"[:2000]
+
+
+def _waits_for_dependency(reason: str) -> bool:
+    """A conditional reference that matches nothing yet: its target is still on its way."""
+    return "No resources match" in reason or "no match" in reason.lower()
+
+
+def _identity(resource: dict) -> tuple[str, str] | None:
+    """The bridge's own identifier: the mapping engine always writes it first."""
+    identifiers = resource.get("identifier") or []
+    return (identifiers[0]["system"], identifiers[0]["value"]) if identifiers else None
+
+
+def _identities(conn: sa.Connection, keys: set[tuple[str, str]]) -> dict:
+    out = {}
+    res = t.resources
+    for rtype, local_id in keys:
+        row = conn.execute(sa.select(res.c.content).where(res.c.resource_type == rtype,
+                                                          res.c.id == local_id)).first()
+        if row is not None:
+            identity = _identity(jsonio.loads(row.content))
+            if identity:
+                out[(rtype, local_id)] = identity
+    return out
+
+
+def _uuid(target: str, key: tuple[str, str]) -> uuid.UUID:
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"fhir-bridge:{target}/{key[0]}/{key[1]}")
+
+
+def _split(reference: str) -> tuple[str, str] | None:
+    match = _RELATIVE.match(reference or "")
+    return (match.group(1), match.group(2)) if match else None
+
+
+def _references(node: Any):
+    if isinstance(node, dict):
+        ref = node.get("reference")
+        if isinstance(ref, str):
+            yield ref
+        for value in node.values():
+            yield from _references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _references(value)
+
+
+def _rewrite_references(node: Any, rewrite) -> None:
+    if isinstance(node, dict):
+        if isinstance(node.get("reference"), str):
+            node["reference"] = rewrite(node["reference"])
+        for value in node.values():
+            _rewrite_references(value, rewrite)
+    elif isinstance(node, list):
+        for value in node:
+            _rewrite_references(value, rewrite)
+
+
+def _location(response: dict, entry: Entry) -> tuple[str, str | None]:
+    match = _LOCATION.search(response.get("location") or "")
+    if match and match.group(1) == entry.resource_type:
+        version = match.group(3)
+        if version is None and response.get("etag"):
+            version = response["etag"].removeprefix("W/").strip('"')
+        return match.group(2), version
+    if entry.remote is not None:
+        return entry.remote.remote_id, None
+    raise RemoteUnavailable(f"no location for {entry.resource_type}/{entry.local_id}")
