@@ -115,6 +115,70 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _bridge():
+    from .app import build_bridge
+    from .config import load_config
+
+    return build_bridge(load_config())
+
+
+def _print_json(doc: Any) -> None:
+    sys.stdout.write(_pretty(doc) + "\n")
+
+
+def cmd_sync(args) -> int:
+    from dataclasses import asdict
+
+    from .store import outbox
+    from .sync import service
+    from .sync.conflicts import list_conflicts
+
+    bridge = _bridge()
+    if args.action == "push":
+        pusher = service.pusher_for(bridge, args.target, args.worker)
+        report = pusher.push_all(max_batches=1 if args.once else None)
+        _print_json(asdict(report))
+        return 0 if report.dead == 0 else 1
+    if args.action == "pull":
+        report = service.puller_for(bridge, args.target).pull(args.patient or None)
+        _print_json(asdict(report))
+        return 0
+    if args.action == "status":
+        status = service.sync_status(bridge)
+        status["dead"] = outbox.listing(bridge.engine, "dead")
+        _print_json(status)
+        return 0
+    if args.action == "retry":
+        print(f"requeued {outbox.retry(bridge.engine, args.seq or None)} dead rows")
+        return 0
+    if args.action == "conflicts":
+        if args.resolve is not None:
+            if args.keep is None:
+                raise SystemExit("--resolve needs --keep local|remote")
+            print(service.resolve_conflict(bridge, args.resolve, args.keep, args.target))
+            return 0
+        _print_json(list_conflicts(bridge.engine, None if args.all else "open"))
+        return 0
+    raise SystemExit(f"unknown sync action {args.action}")
+
+
+def cmd_target(args) -> int:
+    from dataclasses import asdict
+
+    from .config import load_config
+    from .sync import service
+    from .sync.targets import target_from_config
+
+    target = target_from_config(load_config(), args.name)
+    if args.action == "check":
+        report = service.check_target(target)
+        _print_json(asdict(report))
+        return 0 if report.ok else 1
+    deleted = service.clean_target(_bridge(), target)
+    _print_json({"deleted": deleted})
+    return 0
+
+
 def _pretty(doc: Any) -> str:
     import json
 
@@ -138,6 +202,22 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=cmd_validate)
     demo = sub.add_parser("demo", help="load the fixture patients into the configured database")
     demo.set_defaults(func=cmd_demo)
+    sync = sub.add_parser("sync", help="push the outbox to a FHIR server, pull changes back")
+    sync.add_argument("action", choices=["push", "pull", "status", "retry", "conflicts"])
+    sync.add_argument("--target", help="a profile of config sync.targets (default sync.target)")
+    sync.add_argument("--worker", help="push: this worker's name (default host:random)")
+    sync.add_argument("--once", action="store_true", help="push: one batch only")
+    sync.add_argument("--patient", action="append",
+                      help="pull: a patient's id on the server (repeatable; default: managed)")
+    sync.add_argument("--seq", type=int, action="append", help="retry: only these outbox rows")
+    sync.add_argument("--resolve", type=int, metavar="ID", help="conflicts: resolve this one")
+    sync.add_argument("--keep", choices=["local", "remote"], help="conflicts: which side wins")
+    sync.add_argument("--all", action="store_true", help="conflicts: resolved ones too")
+    sync.set_defaults(func=cmd_sync)
+    target = sub.add_parser("target", help="check a sync target, or remove the bridge's data")
+    target.add_argument("action", choices=["check", "clean"])
+    target.add_argument("name", help="a profile of config sync.targets")
+    target.set_defaults(func=cmd_target)
     return parser
 
 

@@ -86,3 +86,39 @@ def loaded_client(client):
     response = client.post("/api/v1/documents", json=doc)
     assert response.status_code == 200, response.json
     return client
+
+
+# --- the real HAPI FHIR server ---------------------------------------------------------------
+
+HAPI_URL = os.environ.get("FHIR_BRIDGE_TEST_HAPI_URL")
+
+
+def expunge(base_url: str) -> None:
+    import requests
+
+    response = requests.post(f"{base_url}/$expunge", json={
+        "resourceType": "Parameters",
+        "parameter": [{"name": "expungeEverything", "valueBoolean": True}]},
+        headers={"Content-Type": "application/fhir+json"}, timeout=120)
+    response.raise_for_status()
+
+
+@pytest.fixture
+def hapi_url() -> str:
+    """The HAPI FHIR JPA test server (scripts/hapi-server start), emptied for each test."""
+    if not HAPI_URL:
+        if os.environ.get("CI"):
+            pytest.fail("FHIR_BRIDGE_TEST_HAPI_URL is not set: the HAPI server must run in CI")
+        pytest.skip("HAPI not configured (scripts/hapi-server start)")
+    expunge(HAPI_URL)
+    return HAPI_URL
+
+
+def hapi_count(base_url: str, resource_type: str, **params) -> int:
+    import requests
+
+    response = requests.get(f"{base_url}/{resource_type}",
+                            params={"_summary": "count", **params},
+                            headers={"Cache-Control": "no-cache"}, timeout=60)
+    response.raise_for_status()
+    return response.json()["total"]

@@ -67,6 +67,31 @@ def claim(engine: sa.Engine, worker: str, limit: int, lease_seconds: float = 120
                              r.attempts) for r in rows]
 
 
+def claim_resources(engine: sa.Engine, token: str, keys: set[tuple[str, str]],
+                    lease_seconds: float = 120) -> list[OutboxRow]:
+    """Add the pending rows of these resources to a claim, due or not (a bundle needs them:
+    something in it points at them). Rows another worker holds are left alone."""
+    if not keys:
+        return []
+    now = utcnow()
+    until = now + dt.timedelta(seconds=lease_seconds)
+    free = sa.and_(o.c.status == "pending",
+                   sa.or_(o.c.claimed_until.is_(None), o.c.claimed_until <= now))
+    wanted = sa.or_(*[sa.and_(o.c.resource_type == rtype, o.c.resource_id == rid)
+                      for rtype, rid in keys])
+    with engine.begin() as conn:
+        query = sa.select(o.c.seq).where(free, wanted)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=o)
+        seqs = conn.execute(query).scalars().all()
+        if seqs:
+            conn.execute(o.update().where(o.c.seq.in_(seqs), free)
+                         .values(claimed_by=token, claimed_until=until))
+        rows = conn.execute(sa.select(o).where(o.c.seq.in_(seqs), o.c.claimed_by == token)).all()
+    return [OutboxRow(r.seq, r.resource_type, r.resource_id, r.version_id, r.operation,
+                      r.attempts) for r in rows]
+
+
 def complete(conn: sa.Connection, token: str, seqs: list[int]) -> None:
     if seqs:
         conn.execute(o.update().where(o.c.seq.in_(seqs), o.c.claimed_by == token).values(

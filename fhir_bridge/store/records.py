@@ -204,6 +204,10 @@ class RecordStore:
                 content=None, deleted=True, source=source))
             changes.append(ResourceChange(rtype, rid, version_id, "delete"))
         if changes:
+            # Children first (assessment items, goals), their parent last: the parent points at
+            # them, so a sync worker taking rows in order has every target of a reference sent
+            # before, or in the same bundle as, the resource that points at it.
+            changes.reverse()
             conn.execute(t.outbox.insert(), [
                 dict(resource_type=c.resource_type, resource_id=c.id, version_id=c.version_id,
                      operation=c.operation, status="pending", attempts=0, created_at=now)

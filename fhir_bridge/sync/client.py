@@ -167,7 +167,8 @@ class _Call:
 class _Failure:
     """A transient failure of one attempt, kept until we know whether we give up."""
 
-    message: str
+    message: str  # for the error: may hold the server's diagnostics
+    summary: str  # for the log: method, path and status or exception type only
     http_status: int | None = None
     retry_after: float | None = None
     body: dict[str, Any] | None = None
@@ -281,7 +282,7 @@ class FhirClient:
                                         http_status=failure.http_status,
                                         retry_after=failure.retry_after, body=failure.body)
             delay = self._delay(attempt, failure.retry_after)
-            log.info("%s; retry %d of %d in %.2f s", failure.message, attempt, self.max_retries,
+            log.info("%s; retry %d of %d in %.2f s", failure.summary, attempt, self.max_retries,
                      delay)
             self._sleep(delay)
 
@@ -290,7 +291,8 @@ class FhirClient:
         try:
             headers = self._headers(call)
         except RemoteUnavailable as exc:
-            return _Failure(exc.message, exc.http_status, exc.retry_after, unsent=True)
+            return _Failure(exc.message, exc.message, exc.http_status, exc.retry_after,
+                            unsent=True)
         started = time.perf_counter()
         try:
             raw = self._session.request(call.method, call.url, params=call.params,
@@ -299,7 +301,8 @@ class FhirClient:
         except _TRANSPORT_ERRORS as exc:
             log.debug("%s failed: %s after %.1f ms", call.what, type(exc).__name__,
                       _ms(started))
-            return _Failure(f"{call.what}: {type(exc).__name__}", unsent=_never_sent(exc))
+            summary = f"{call.what}: {type(exc).__name__}"
+            return _Failure(summary, summary, unsent=_never_sent(exc))
         log.debug("%s -> %d in %.1f ms", call.what, raw.status_code, _ms(started))
         return raw
 
@@ -497,8 +500,9 @@ def _transient(call: _Call, raw: requests.Response) -> _Failure | None:
     if status != 429 and status < 500:
         return None
     outcome, diagnostics = _outcome(raw)
-    message = f"{call.what} -> {status}" + (f": {diagnostics}" if diagnostics else "")
-    return _Failure(message, status, parse_retry_after(raw.headers.get("Retry-After")),
+    summary = f"{call.what} -> {status}"
+    message = summary + (f": {diagnostics}" if diagnostics else "")
+    return _Failure(message, summary, status, parse_retry_after(raw.headers.get("Retry-After")),
                     outcome, unsent=status == 429)
 
 

@@ -82,6 +82,12 @@ class Puller:
                 self._pull_type(rtype, patient, report)
         return report
 
+    def pull_one(self, resource: dict) -> PullReport:
+        """Apply one resource read from the target (conflict resolution uses this)."""
+        report = PullReport(seen=1)
+        self._apply(resource, report)
+        return report
+
     def _pull_type(self, rtype: str, patient: str, report: PullReport) -> None:
         wm = t.sync_watermarks
         key = dict(target=self.target.name, resource_type=rtype, patient_remote_id=patient)

@@ -49,11 +49,13 @@ class PushReport:
     dead: int = 0  # rows dead-lettered
     conflicts: int = 0  # rows held as conflicts
     bundles: int = 0
+    unavailable: bool = False  # the target could not be reached: stop this pass
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: "PushReport") -> None:
         for name in ("sent", "unchanged", "retried", "dead", "conflicts", "bundles"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.unavailable = self.unavailable or other.unavailable
         self.errors.extend(other.errors)
 
 
@@ -83,14 +85,16 @@ class Pusher:
         self.transactions = transactions
 
     def push_all(self, max_batches: int | None = None) -> PushReport:
-        """Push until no row is due (or max_batches)."""
+        """Push until no row is due (or max_batches), or the target is unreachable: then the
+        rows wait in the outbox for their backoff and a later pass."""
         report = PushReport()
         batches = 0
         while max_batches is None or batches < max_batches:
             one = self.push_batch()
             report.add(one)
             batches += 1
-            if one.sent + one.unchanged + one.retried + one.dead + one.conflicts == 0:
+            if one.unavailable or \
+                    one.sent + one.unchanged + one.retried + one.dead + one.conflicts == 0:
                 break
         return report
 
@@ -100,6 +104,7 @@ class Pusher:
         report = PushReport()
         if not rows:
             return report
+        rows = self._with_dependencies(token, rows)
         entries = self._entries(rows)
         unchanged = [e for e in entries if self._unchanged(e)]
         if unchanged:
@@ -112,6 +117,30 @@ class Pusher:
         return report
 
     # -- building -------------------------------------------------------------------------------
+
+    def _with_dependencies(self, token: str, rows: list[outbox.OutboxRow],
+                           depth: int = 3) -> list[outbox.OutboxRow]:
+        """Bring along the unsent resources that the claimed ones point at, so that every
+        reference resolves inside the bundle or on the target."""
+        keys = {(r.resource_type, r.resource_id) for r in rows}
+        for _ in range(depth):
+            wanted: set[tuple[str, str]] = set()
+            with self.engine.connect() as conn:
+                res = t.resources
+                for rtype, rid in keys:
+                    row = conn.execute(sa.select(res.c.content, res.c.deleted).where(
+                        res.c.resource_type == rtype, res.c.id == rid)).first()
+                    if row is not None and not row.deleted:
+                        wanted |= {_split(r) for r in _references(jsonio.loads(row.content))
+                                   if _split(r)}
+                wanted -= keys
+                wanted -= set(remote_map.load(conn, self.target.name, wanted))
+            added = outbox.claim_resources(self.engine, token, wanted, self.target.lease_seconds)
+            if not added:
+                break
+            rows = rows + added
+            keys |= {(r.resource_type, r.resource_id) for r in added}
+        return rows
 
     def _entries(self, rows: list[outbox.OutboxRow]) -> list[Entry]:
         seqs: dict[tuple[str, str], list[int]] = {}
@@ -202,14 +231,23 @@ class Pusher:
                 responses = [self._send_one(entry) for entry in bundle["entry"]]
             report.bundles += 1
         except RemoteUnavailable as exc:
+            report.unavailable = True
             report.retried += len(seqs)
             report.dead += outbox.release(self.engine, token, seqs, _reason(exc),
-                                          self.target.max_attempts, exc.retry_after)
+                                          self.target.max_attempts, exc.retry_after,
+                                          base=self.target.retry_base_seconds)
             report.errors.append(_reason(exc))
             return
         except (RemoteRejected, RemoteConflict) as exc:
             if split:  # find the entry the server refuses; send the others
-                for entry in entries:
+                for index, entry in enumerate(entries):
+                    if report.unavailable:  # the target went away meanwhile: all wait
+                        rest = [s for e in entries[index:] for s in e.seqs]
+                        report.retried += len(rest)
+                        outbox.release(self.engine, token, rest, "target unavailable",
+                                       self.target.max_attempts,
+                                       base=self.target.retry_base_seconds)
+                        break
                     self._send(token, [entry], report, split=False)
                 return
             self._refused(token, entries[0], exc, report)
@@ -217,7 +255,7 @@ class Pusher:
         if len(responses) != len(entries):
             report.retried += len(seqs)
             outbox.release(self.engine, token, seqs, "the answer does not match the bundle",
-                           self.target.max_attempts)
+                           self.target.max_attempts, base=self.target.retry_base_seconds)
             return
         self._confirm(token, entries, responses)
         report.sent += len(entries)
@@ -262,9 +300,10 @@ class Pusher:
             outbox.mark(self.engine, token, entry.seqs, "conflict", reason)
             report.conflicts += len(entry.seqs)
         elif _waits_for_dependency(reason):
+            # What it points at is in another worker's hands: try again in a moment.
             report.retried += len(entry.seqs)
             report.dead += outbox.release(self.engine, token, entry.seqs, reason,
-                                          self.target.max_attempts)
+                                          self.target.max_attempts, retry_after=1.0)
         else:
             outbox.mark(self.engine, token, entry.seqs, "dead", reason)
             report.dead += len(entry.seqs)

@@ -19,6 +19,7 @@ class Target:
     batch_size: int = 100
     max_attempts: int = 8
     lease_seconds: float = 120
+    retry_base_seconds: float = 2.0
     pull_page_size: int = 100
 
 
@@ -33,5 +34,7 @@ def target_from_config(config: dict[str, Any], name: str | None = None) -> Targe
                   auth=profile.get("auth") or {"type": "none"},
                   batch_size=int(profile.get("batch_size", sync["batch_size"])),
                   max_attempts=int(profile.get("max_attempts", sync["max_attempts"])),
-                  lease_seconds=float(sync["lease_seconds"]),
+                  lease_seconds=float(profile.get("lease_seconds", sync["lease_seconds"])),
+                  retry_base_seconds=float(profile.get("retry_base_seconds",
+                                                       sync["retry_base_seconds"])),
                   pull_page_size=int(sync["pull_page_size"]))

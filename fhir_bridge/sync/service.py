@@ -1,0 +1,169 @@
+"""Wiring for sync: a client per target, pushers and pullers over a bridge's store, target
+check and clean, conflict resolution."""
+
+from __future__ import annotations
+
+import re
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+from ..errors import RemoteError, RemoteRejected
+from ..store import outbox
+from ..store import tables as t
+from . import remote_map
+from .auth import auth_from_config
+from .client import FhirClient
+from .conflicts import close, get_open
+from .pull import Puller
+from .push import Pusher
+from .targets import BRIDGE_TAG, Target, target_from_config
+
+#: Delete order for clean-up: what points at others goes first.
+CLEAN_ORDER = ("CarePlan", "CareTeam", "Observation", "MedicationRequest", "Goal", "Condition",
+               "RelatedPerson", "Patient", "Practitioner")
+
+
+def client_for(target: Target) -> FhirClient:
+    return FhirClient(target.base_url, auth=auth_from_config(target.auth))
+
+
+def default_worker() -> str:
+    return f"{socket.gethostname()}:{uuid.uuid4().hex[:6]}"
+
+
+def pusher_for(bridge, target_name: str | None = None, worker: str | None = None,
+               client: FhirClient | None = None) -> Pusher:
+    target = target_from_config(bridge.config, target_name)
+    client = client or client_for(target)
+    transactions = client.capabilities().strategy() == "transaction"
+    return Pusher(bridge.engine, client, target, worker or default_worker(), transactions)
+
+
+def puller_for(bridge, target_name: str | None = None,
+               client: FhirClient | None = None) -> Puller:
+    target = target_from_config(bridge.config, target_name)
+    return Puller(bridge.engine, bridge.mapper, bridge.store, client or client_for(target),
+                  target)
+
+
+@dataclass
+class CheckReport:
+    target: str
+    fhir_version: str | None = None
+    software: str | None = None
+    transaction: bool = False
+    conditional_update: list[str] = field(default_factory=list)
+    round_trip: str = "not run"
+    ok: bool = False
+
+
+def check_target(target: Target, client: FhirClient | None = None) -> CheckReport:
+    """Capabilities, then create, read and delete one tagged test Patient."""
+    client = client or client_for(target)
+    report = CheckReport(target.name)
+    caps = client.capabilities()
+    report.fhir_version, report.transaction = caps.fhir_version, caps.transaction
+    report.software = " ".join(filter(None, (caps.software_name, caps.software_version)))
+    report.conditional_update = sorted(
+        rtype for rtype in CLEAN_ORDER
+        if caps.resource(rtype) and caps.resource(rtype).conditional_update)
+    probe = {"resourceType": "Patient", "meta": {"tag": [BRIDGE_TAG]},
+             "identifier": [{"system": "urn:fhir-bridge:target-check",
+                             "value": uuid.uuid4().hex}],
+             "name": [{"family": "Target-Check-Synthetic"}]}
+    created = client.create(probe)
+    remote_id = (created.body or {}).get("id") or _id_from_location(created.location)
+    read = client.read("Patient", remote_id)
+    client.delete("Patient", remote_id)
+    try:
+        client.read("Patient", remote_id)
+        gone = False
+    except RemoteRejected as exc:
+        gone = exc.http_status in (404, 410)
+    same = read["identifier"][0]["value"] == probe["identifier"][0]["value"]
+    report.round_trip = "create, read, delete: ok" if same and gone else \
+        f"create, read, delete: read back {'same' if same else 'different'}, " \
+        f"{'gone' if gone else 'still there'} after delete"
+    report.ok = (report.fhir_version or "").startswith("4.0") and same and gone
+    return report
+
+
+def _id_from_location(location: str | None) -> str:
+    match = re.search(r"Patient/([A-Za-z0-9\-.]{1,64})", location or "")
+    if match is None:
+        raise RemoteRejected("the server did not say where it created the test Patient")
+    return match.group(1)
+
+
+def clean_target(bridge, target: Target, client: FhirClient | None = None) -> dict[str, int]:
+    """Delete every resource carrying the bridge's tag on the target, and forget their ids."""
+    client = client or client_for(target)
+    tag = f"{BRIDGE_TAG['system']}|{BRIDGE_TAG['code']}"
+    deleted: dict[str, int] = {}
+    for _ in range(len(CLEAN_ORDER)):  # a resource still referenced waits for the next pass
+        progress = False
+        for rtype in CLEAN_ORDER:
+            ids = [r["id"] for r in client.search_all(rtype, {"_tag": tag, "_elements": "id",
+                                                              "_count": 200})]
+            for remote_id in ids:
+                try:
+                    client.delete(rtype, remote_id)
+                except RemoteError:
+                    continue
+                deleted[rtype] = deleted.get(rtype, 0) + 1
+                progress = True
+        if not progress:
+            break
+    with bridge.engine.begin() as conn:
+        conn.execute(t.remote_resources.delete().where(
+            t.remote_resources.c.target == target.name))
+    return deleted
+
+
+def resolve_conflict(bridge, conflict_id: int, keep: str, target_name: str | None = None,
+                     client: FhirClient | None = None) -> str:
+    """keep="local": push ours over the remote version seen in the conflict;
+    keep="remote": take theirs into the internal model."""
+    row = get_open(bridge.engine, conflict_id)
+    target = target_from_config(bridge.config, target_name or row.target)
+    client = client or client_for(target)
+    o = t.outbox
+    if keep == "local":
+        with bridge.engine.begin() as conn:
+            remote_map.remember(conn, target.name, row.resource_type, row.local_id,
+                                row.remote_id, row.remote_version, None)
+            conn.execute(o.update().where(o.c.resource_type == row.resource_type,
+                                          o.c.resource_id == row.local_id,
+                                          o.c.status == "conflict").values(
+                status="pending", attempts=0, next_attempt_at=None, claimed_until=None))
+            close(conn, conflict_id, "kept-local")
+        pusher = Pusher(bridge.engine, client, target, default_worker())
+        pusher.push_all()
+        return "kept-local"
+    if keep == "remote":
+        with bridge.engine.begin() as conn:
+            conn.execute(o.update().where(o.c.resource_type == row.resource_type,
+                                          o.c.resource_id == row.local_id,
+                                          o.c.status.in_(("conflict", "pending"))).values(
+                status="done", last_error=f"superseded: conflict {conflict_id} took remote"))
+            close(conn, conflict_id, "took-remote")
+        remote = client.read(row.resource_type, row.remote_id)
+        puller = Puller(bridge.engine, bridge.mapper, bridge.store, client, target)
+        report = puller.pull_one(remote)
+        if report.rejected:
+            raise RemoteRejected("the remote version cannot be mapped: "
+                                 + "; ".join(report.reasons))
+        return "took-remote"
+    raise ValueError("keep must be 'local' or 'remote'")
+
+
+def sync_status(bridge) -> dict:
+    with bridge.engine.connect() as conn:
+        conflicts = conn.execute(sa.select(sa.func.count()).select_from(t.sync_conflicts)
+                                 .where(t.sync_conflicts.c.status == "open")).scalar()
+        rejects = conn.execute(sa.select(sa.func.count()).select_from(t.sync_rejects)).scalar()
+    return {"outbox": outbox.status_counts(bridge.engine), "open_conflicts": conflicts,
+            "pull_rejects": rejects}

@@ -1,0 +1,114 @@
+"""Push to a real HAPI FHIR server: exactly the expected resources, never twice."""
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from fhir_bridge.cli import load_demo
+from fhir_bridge.store import tables as t
+from fhir_bridge.sync.client import FhirClient
+from fhir_bridge.sync.push import Pusher
+from fhir_bridge.sync.targets import BRIDGE_TAG, target_from_config
+
+from .conftest import hapi_count
+
+pytestmark = pytest.mark.hapi
+TYPES = ("Patient", "Practitioner", "RelatedPerson", "Condition", "MedicationRequest",
+         "Observation", "CarePlan", "CareTeam", "Goal")
+
+
+CLIENTS: list[FhirClient] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    while CLIENTS:
+        CLIENTS.pop().close()
+
+
+def make_pusher(bridge, base_url, worker="worker", **target_overrides):
+    """A pusher to base_url with the bridge's settings (target_overrides: batch_size, ...)."""
+    config = dict(bridge.config)
+    config["sync"] = dict(config["sync"], targets={"test-hapi": {"base_url": base_url,
+                                                                   **target_overrides}},
+                          target="test-hapi")
+    target = target_from_config(config)
+    client = FhirClient(base_url, backoff_base=0.05, backoff_max=0.5, max_retries=2)
+    CLIENTS.append(client)
+    return Pusher(bridge.engine, client, target, worker=worker)
+
+
+def local_counts(bridge) -> dict[str, int]:
+    with bridge.engine.connect() as conn:
+        rows = conn.execute(sa.select(t.resources.c.resource_type, sa.func.count())
+                            .where(t.resources.c.deleted.is_(False))
+                            .group_by(t.resources.c.resource_type)).all()
+    return dict(rows)
+
+
+def remote_counts(base_url) -> dict[str, int]:
+    return {rtype: hapi_count(base_url, rtype) for rtype in TYPES
+            if hapi_count(base_url, rtype)}
+
+
+def remote_versions(base_url) -> dict[str, str]:
+    out = {}
+    for rtype in TYPES:
+        bundle = requests.get(f"{base_url}/{rtype}", params={"_count": 500, "_elements": "id"},
+                              headers={"Cache-Control": "no-cache"}, timeout=60).json()
+        for entry in bundle.get("entry", []):
+            out[f"{rtype}/{entry['resource']['id']}"] = entry["resource"]["meta"]["versionId"]
+    return out
+
+
+def test_pushing_all_fixtures_creates_exactly_the_local_resources_once(app, hapi_url):
+    bridge = app.extensions["fhir_bridge"]
+    load_demo(app)
+    report = make_pusher(bridge, hapi_url).push_all()
+    assert report.dead == report.conflicts == 0, report.errors
+    assert remote_counts(hapi_url) == local_counts(bridge)
+    assert report.sent == sum(local_counts(bridge).values())
+    tagged = hapi_count(hapi_url, "Observation", _tag=f"{BRIDGE_TAG['system']}|"
+                                                      f"{BRIDGE_TAG['code']}")
+    assert tagged == local_counts(bridge)["Observation"]
+
+
+def test_pushing_again_changes_nothing_on_the_server(sqlite_app, hapi_url):
+    bridge = sqlite_app.extensions["fhir_bridge"]
+    load_demo(sqlite_app)
+    make_pusher(bridge, hapi_url).push_all()
+    before = remote_versions(hapi_url)
+    load_demo(sqlite_app)  # the same records again: nothing new in the outbox
+    second = make_pusher(bridge, hapi_url).push_all()
+    assert second.sent == 0
+    with bridge.engine.begin() as conn:  # even forced back into the queue: content unchanged
+        conn.execute(t.outbox.update().values(status="pending"))
+    third = make_pusher(bridge, hapi_url).push_all()
+    assert third.sent == 0 and third.unchanged == sum(local_counts(bridge).values())
+    assert remote_versions(hapi_url) == before
+
+
+def test_a_dose_change_updates_exactly_the_two_requests_it_touches(sqlite_app, hapi_url):
+    bridge = sqlite_app.extensions["fhir_bridge"]
+    load_demo(sqlite_app)
+    make_pusher(bridge, hapi_url).push_all()
+    before = remote_versions(hapi_url)
+    client = sqlite_app.test_client()
+    response = client.post("/api/v1/prescriptions/p01-rx2/dose-changes", json={
+        "id": "p01-rx3", "dose": {"value": 150, "unit": "mg"},
+        "effective_date": "2025-04-28", "reason": "PHQ-9 still 10 after 4 weeks",
+        "changed_by_id": "dr-lindqvist", "authored_on": "2025-04-28T09:00:00-04:00"})
+    assert response.status_code == 201
+    report = make_pusher(bridge, hapi_url).push_all()
+    assert report.sent == 2
+    after = remote_versions(hapi_url)
+    changed = {ref for ref in before if after.get(ref) != before[ref]}
+    added = set(after) - set(before)
+    assert len(changed) == 1 and len(added) == 1
+    old = requests.get(f"{hapi_url}/{changed.pop()}", timeout=30).json()
+    new = requests.get(f"{hapi_url}/{added.pop()}", timeout=30).json()
+    assert (old["status"], old["identifier"][0]["value"]) == ("stopped", "p01-rx2")
+    assert new["priorPrescription"]["reference"] == f"MedicationRequest/{old['id']}"
+    assert new["subject"]["reference"].startswith("Patient/")
+    assert requests.get(f"{hapi_url}/{new['subject']['reference']}", timeout=30).ok
