@@ -16,7 +16,7 @@ DOCUMENTS = fixture_documents()
 # of the type carries in our output, as paths ("a|b" = either).
 US_CORE_ELEMENTS = {
     "Patient": ["identifier[0].value", "name[0].family", "gender", "birthDate"],
-    "Practitioner": ["identifier[0].value", "name[0].family"],
+    "Practitioner": ["identifier[0].value", "name[0].family", "qualification[0].code"],
     "RelatedPerson": ["patient.reference", "active", "relationship[0]", "name[0].family"],
     "Condition": ["category[0].coding[0].code", "code.text", "subject.reference",
                   "clinicalStatus.coding[0].code"],

@@ -166,7 +166,10 @@ class Mapper:
         type_ = type_.rsplit("/", 1)[-1]
         if type_ == m.resource_type and fhir_id.startswith(m.id_prefix + "-"):
             return fhir_id[len(m.id_prefix) + 1:]
-        ctx.unmapped.append(("reference", f"{reference} was not written by the bridge"))
+        if type_ != m.resource_type:
+            ctx.unmapped.append(("reference", f"{reference} is not a {m.resource_type}"))
+        else:
+            ctx.unmapped.append(("reference", f"{reference} was not written by the bridge"))
         return reference
 
     # -- forward -------------------------------------------------------------------------------
@@ -237,24 +240,31 @@ class Mapper:
         if m.id_template == "{id}":
             record["id"] = self._business_id(m, resource)
         _apply_reverse(m.rules, resource, record, ctx)
+        claimed: set[str] = set()
+        offered: dict[str, str] = {}
         for spec in m.children:
             child_map = self.mappings[spec.mapping]
             collected = []
             for ref in paths.get(resource, spec.fhir) or []:
-                target = ctx.resolve(ref.get("reference", ""))
+                reference = ref.get("reference", "")
+                target = ctx.resolve(reference)
                 if target is None:
-                    ctx.unmapped.append((spec.fhir, f"{ref.get('reference')} is not in the set"))
+                    offered[reference] = "is not in the set"
                     continue
                 if self.classify(target) is not child_map:
+                    offered.setdefault(reference, f"is not a {child_map.concept} the bridge "
+                                                  "can read")
                     continue
+                claimed.add(reference)
                 collected.append(self._reverse(child_map, target, ctx))
             if spec.wrap:
                 if collected and spec.wrap in collected[0]:
                     paths.put(record, spec.internal, collected[0][spec.wrap])
-            elif collected or spec.internal in record:
-                record[spec.internal] = collected
             else:
-                record[spec.internal] = []
+                record[spec.internal] = collected
+        for reference, why in offered.items():
+            if reference not in claimed:
+                ctx.unmapped.append((reference, why))
         return record
 
     def _business_id(self, m: Mapping, resource: dict) -> str:

@@ -208,6 +208,12 @@ def _identifier():
         for identifier in v or []:
             if identifier.get("system") == system:
                 return identifier.get("value")
+        if a.get("or_first_foreign"):  # an EHR's own identifier (e.g. its MRN) stands in
+            bridge_systems = c.mapper.identifier_system("")
+            for identifier in v or []:
+                if not str(identifier.get("system", "")).startswith(bridge_systems) \
+                        and identifier.get("value"):
+                    return identifier["value"]
         return None
 
     return forward, reverse

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from marshmallow import Schema, ValidationError, fields, missing, post_load, validate
 
@@ -17,10 +18,15 @@ def Id(**kwargs) -> fields.String:  # noqa: N802 - reads like a field type
     return fields.String(validate=validate.Regexp(ID_PATTERN, error=ID_MESSAGE), **kwargs)
 
 
-class AwareDateTime(fields.DateTime):
-    """An ISO 8601 date-time that must carry a timezone offset (FHIR requires one on times).
+_PARTIAL_DATE = re.compile(r"^\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01]))?)?$")
 
-    Kept as the client wrote it, normalized to ``YYYY-MM-DDThh:mm:ss[.ffffff]+hh:mm``.
+
+class AwareDateTime(fields.DateTime):
+    """An ISO 8601 date-time that must carry a timezone offset (FHIR requires one on times),
+    or a date without a time (FHIR dateTime allows 2025, 2025-03 and 2025-03-01; records from
+    EHRs often have only the day).
+
+    Normalized to ``YYYY-MM-DDThh:mm:ss[.ffffff]+hh:mm``; dates are kept as written.
     """
 
     default_error_messages = {
@@ -29,6 +35,13 @@ class AwareDateTime(fields.DateTime):
     }
 
     def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and _PARTIAL_DATE.match(value):
+            padded = value + "-01-01"[len(value) - 4:]  # 2025 -> 2025-01-01, 2025-03 -> -03-01
+            try:
+                dt.date.fromisoformat(padded)
+            except ValueError:
+                raise self.make_error("invalid") from None
+            return value
         parsed = super()._deserialize(value, attr, data, **kwargs)
         if parsed.tzinfo is None or parsed.utcoffset() is None:
             raise self.make_error("naive")

@@ -41,7 +41,7 @@ class PrescriptionSchema(BaseSchema):
     drug = TermKey("rxnorm-drugs", required=True)  # ingredient, e.g. "sertraline"
     product = Text(200)  # the product as prescribed, e.g. "sertraline 50 mg oral tablet"
     dose = fields.Nested(DoseSchema, required=True)
-    route = Choice(ROUTES, required=True)
+    route = Choice(ROUTES)
     frequency = fields.Integer(required=True, validate=validate.Range(min=1, max=24))
     period = fields.Float(load_default=1.0, validate=validate.Range(min=0, min_inclusive=False))
     period_unit = Choice(words("period-unit"), load_default="day")

@@ -33,7 +33,7 @@ class PatientSchema(BaseSchema):
 class PractitionerSchema(BaseSchema):
     id = Id(required=True)
     name = fields.Nested(NameSchema, required=True)
-    discipline = Choice(DISCIPLINES, required=True)
+    discipline = Choice(DISCIPLINES)  # unknown for some practitioners pulled from an EHR
     phone = fields.String(validate=PHONE)
     email = fields.Email()
 

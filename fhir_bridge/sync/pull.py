@@ -50,6 +50,7 @@ class PullReport:
     unchanged: int = 0  # versions we already have
     conflicts: int = 0
     rejected: int = 0
+    members: int = 0  # items and totals of a panel: they come in with the panel
     reasons: list[str] = field(default_factory=list)
 
 
@@ -153,9 +154,13 @@ class Puller:
         version = (resource.get("meta") or {}).get("versionId")
         mapping = self.mapper.classify(resource)
         if mapping is None or mapping.child:
+            panel = self._panel_of(resource)
+            if panel is not None:  # an item or total: it comes in with its panel
+                report.members += 1
+                return None
             self._reject(resource, f"no mapping reads this {rtype}", report)
             return None
-        for ref in _references(resource):
+        for ref in _references(resource, skip=("hasMember",)):
             match = _REF.match(ref)
             if match and self._ensure_local(ref, report, depth + 1) is None:
                 self._reject(resource, f"points at {ref}, which could not be imported", report)
@@ -271,6 +276,18 @@ class Puller:
 
         return resolve
 
+    def _panel_of(self, resource: dict) -> str | None:
+        """The panel Observation whose hasMember lists this one, if any."""
+        if resource["resourceType"] != "Observation":
+            return None
+        try:
+            bundle = self.client.search("Observation", {
+                "has-member": f"Observation/{resource['id']}", "_elements": "id"})
+        except RemoteError:
+            return None
+        entries = bundle.get("entry") or []
+        return entries[0]["resource"]["id"] if entries else None
+
     def _local_row(self, rtype: str, local_id: str):
         with self.engine.connect() as conn:
             return conn.execute(sa.select(t.resources).where(
@@ -303,15 +320,16 @@ def _describe(exc: BridgeError) -> str:
     return f"{exc.message}: {details}" if details else exc.message
 
 
-def _references(node: Any):
+def _references(node: Any, skip: tuple[str, ...] = ()):
     if isinstance(node, dict):
         if isinstance(node.get("reference"), str):
             yield node["reference"]
-        for value in node.values():
-            yield from _references(value)
+        for key, value in node.items():
+            if key not in skip:
+                yield from _references(value, skip)
     elif isinstance(node, list):
         for value in node:
-            yield from _references(value)
+            yield from _references(value, skip)
 
 
 def _rewrite(node: Any, fn) -> None:

@@ -123,12 +123,13 @@ def clean_target(bridge, target: Target, client: FhirClient | None = None) -> di
     return deleted
 
 
-def resolve_conflict(bridge, conflict_id: int, keep: str, target_name: str | None = None,
+def resolve_conflict(bridge, conflict_id: int, keep: str, target: Target | str | None = None,
                      client: FhirClient | None = None) -> str:
     """keep="local": push ours over the remote version seen in the conflict;
     keep="remote": take theirs into the internal model."""
     row = get_open(bridge.engine, conflict_id)
-    target = target_from_config(bridge.config, target_name or row.target)
+    if not isinstance(target, Target):
+        target = target_from_config(bridge.config, target or row.target)
     client = client or client_for(target)
     o = t.outbox
     if keep == "local":
