@@ -112,3 +112,36 @@ def test_a_dose_change_updates_exactly_the_two_requests_it_touches(sqlite_app, h
     assert new["priorPrescription"]["reference"] == f"MedicationRequest/{old['id']}"
     assert new["subject"]["reference"].startswith("Patient/")
     assert requests.get(f"{hapi_url}/{new['subject']['reference']}", timeout=30).ok
+
+
+def test_a_server_without_transactions_gets_the_same_resources_one_by_one(sqlite_app, hapi_url):
+    bridge = sqlite_app.extensions["fhir_bridge"]
+    from fhir_bridge.mapping.document import load_document
+    from .conftest import FIXTURES, read_json
+
+    bridge.store.save(load_document(read_json(FIXTURES / "internal" /
+                                              "p01-depression-ssri-titration.json")))
+    pusher = make_pusher(bridge, hapi_url)
+    pusher.transactions = False
+    for _ in range(5):  # one by one, a reference waits until its target has an id
+        pusher.push_all()
+    assert remote_counts(hapi_url) == local_counts(bridge)
+    assert pusher.push_all().sent == 0
+
+
+def test_target_clean_removes_only_what_the_bridge_wrote(sqlite_app, hapi_url):
+    from fhir_bridge.sync.service import clean_target
+
+    bridge = sqlite_app.extensions["fhir_bridge"]
+    load_demo(sqlite_app)
+    pusher = make_pusher(bridge, hapi_url)
+    pusher.push_all()
+    theirs = requests.post(f"{hapi_url}/Patient", json={
+        "resourceType": "Patient", "name": [{"family": "Not-Ours-Synthetic"}]},
+        headers={"Content-Type": "application/fhir+json"}, timeout=30)
+    assert theirs.status_code == 201
+    deleted = clean_target(bridge, pusher.target, pusher.client)
+    assert sum(deleted.values()) == sum(local_counts(bridge).values())
+    assert remote_counts(hapi_url) == {"Patient": 1}
+    with bridge.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.remote_resources)).scalar() == 0

@@ -221,6 +221,11 @@ class Pusher:
     # -- sending --------------------------------------------------------------------------------
 
     def _send(self, token: str, entries: list[Entry], report: PushReport, split: bool) -> None:
+        if not self.transactions and len(entries) > 1:
+            # One request per resource: no urn:uuid inside a bundle to point at, so each
+            # entry is built alone (references to the target's ids or by identifier).
+            self._send_each(token, entries, report)
+            return
         bundle = self._bundle(entries)
         seqs = [s for e in entries for s in e.seqs]
         try:
@@ -228,7 +233,7 @@ class Pusher:
                 answer = self.client.transaction(bundle)
                 responses = [entry.get("response", {}) for entry in answer.get("entry", [])]
             else:
-                responses = [self._send_one(entry) for entry in bundle["entry"]]
+                responses = [self._send_one(bundle["entry"][0])]
             report.bundles += 1
         except RemoteUnavailable as exc:
             report.unavailable = True
@@ -240,15 +245,7 @@ class Pusher:
             return
         except (RemoteRejected, RemoteConflict) as exc:
             if split:  # find the entry the server refuses; send the others
-                for index, entry in enumerate(entries):
-                    if report.unavailable:  # the target went away meanwhile: all wait
-                        rest = [s for e in entries[index:] for s in e.seqs]
-                        report.retried += len(rest)
-                        outbox.release(self.engine, token, rest, "target unavailable",
-                                       self.target.max_attempts,
-                                       base=self.target.retry_base_seconds)
-                        break
-                    self._send(token, [entry], report, split=False)
+                self._send_each(token, entries, report)
                 return
             self._refused(token, entries[0], exc, report)
             return
@@ -259,6 +256,16 @@ class Pusher:
             return
         self._confirm(token, entries, responses)
         report.sent += len(entries)
+
+    def _send_each(self, token: str, entries: list[Entry], report: PushReport) -> None:
+        for index, entry in enumerate(entries):
+            if report.unavailable:  # the target went away meanwhile: the rest wait
+                rest = [s for e in entries[index:] for s in e.seqs]
+                report.retried += len(rest)
+                outbox.release(self.engine, token, rest, "target unavailable",
+                               self.target.max_attempts, base=self.target.retry_base_seconds)
+                return
+            self._send(token, [entry], report, split=False)
 
     def _send_one(self, entry: dict) -> dict:
         request = entry["request"]
