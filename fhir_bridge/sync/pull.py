@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import BridgeError, MappingError, RemoteError
-from ..fhir import jsonio
+from ..fhir import jsonio, references
 from ..mapping.document import load_record
 from ..mapping.engine import Mapper
 from ..model import concept_by_name
@@ -37,7 +37,6 @@ from .targets import Target
 log = logging.getLogger("fhir_bridge.sync.pull")
 
 PULL_TYPES = ("CarePlan", "CareTeam", "MedicationRequest", "Observation")
-_REF = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
 _ID = re.compile(ID_PATTERN)
 MAX_IMPORT_DEPTH = 4
 
@@ -160,9 +159,8 @@ class Puller:
                 return None
             self._reject(resource, f"no mapping reads this {rtype}", report)
             return None
-        for ref in _references(resource, skip=("hasMember",)):
-            match = _REF.match(ref)
-            if match and self._ensure_local(ref, report, depth + 1) is None:
+        for ref in references.references(resource, skip=("hasMember",)):
+            if references.split(ref) and self._ensure_local(ref, report, depth + 1) is None:
                 self._reject(resource, f"points at {ref}, which could not be imported", report)
                 return None
         local_hint = _local_id(rid)
@@ -203,7 +201,7 @@ class Puller:
     def _save(self, concept_name: str, record: dict, rtype: str, local_id: str, remote_id: str,
               version: str | None, adopt: bool = False) -> None:
         concept = concept_by_name(concept_name)
-        record = load_record(concept, concept.dump(record) if not adopt else record)
+        record = load_record(concept, record)
 
         def settle(conn, saved):
             # The target already has this resource: its new outbox rows are done, and the
@@ -248,29 +246,29 @@ class Puller:
         """A remote resource with local ids: itself and every reference the map knows."""
         out = jsonio.loads(jsonio.dumpb(resource))
         out["id"] = local_id
-        refs = {_REF.match(r).groups() for r in _references(out) if _REF.match(r)}
+        refs = {references.split(r) for r in references.references(out) if references.split(r)}
         with self.engine.connect() as conn:
             local = {}
             for rtype, rid in refs:
                 known = remote_map.by_remote_id(conn, self.target.name, rtype, rid)
                 if known is not None:
                     local[f"{rtype}/{rid}"] = f"{rtype}/{known.local_id}"
-        _rewrite(out, lambda ref: local.get(ref, ref))
+        references.rewrite(out, lambda ref: local.get(ref, ref))
         return out
 
     def _remote_resolver(self):
         """For children of an imported resource (a panel's items): read them, localized."""
         def resolve(reference: str):
-            match = _REF.match(reference)
-            if not match:
+            key = references.split(reference)
+            if key is None:
                 return None
             with self.engine.connect() as conn:
-                known = remote_map.by_remote_id(conn, self.target.name, *match.groups())
+                known = remote_map.by_remote_id(conn, self.target.name, *key)
             if known is not None:
-                row = self._local_row(match.group(1), known.local_id)
+                row = self._local_row(key[0], known.local_id)
                 return jsonio.loads(row.content) if row is not None else None
             try:
-                return self._localize(self.client.read(*match.groups()), match.group(2))
+                return self._localize(self.client.read(*key), key[1])
             except RemoteError:
                 return None
 
@@ -318,26 +316,3 @@ def _local_id(remote_id: str) -> str:
 def _describe(exc: BridgeError) -> str:
     details = "; ".join(f"{i.path}: {i.message}" for i in exc.issues)
     return f"{exc.message}: {details}" if details else exc.message
-
-
-def _references(node: Any, skip: tuple[str, ...] = ()):
-    if isinstance(node, dict):
-        if isinstance(node.get("reference"), str):
-            yield node["reference"]
-        for key, value in node.items():
-            if key not in skip:
-                yield from _references(value, skip)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _references(value, skip)
-
-
-def _rewrite(node: Any, fn) -> None:
-    if isinstance(node, dict):
-        if isinstance(node.get("reference"), str):
-            node["reference"] = fn(node["reference"])
-        for value in node.values():
-            _rewrite(value, fn)
-    elif isinstance(node, list):
-        for value in node:
-            _rewrite(value, fn)

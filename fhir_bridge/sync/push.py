@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import RemoteConflict, RemoteError, RemoteRejected, RemoteUnavailable
-from ..fhir import jsonio
+from ..fhir import jsonio, references
 from ..store import outbox
 from ..store import tables as t
 from ..store.records import utcnow
@@ -37,7 +37,6 @@ from . import remote_map
 from .targets import BRIDGE_TAG, Target
 
 log = logging.getLogger("fhir_bridge.sync.push")
-_RELATIVE = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
 _LOCATION = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([^/]+))?")
 
 
@@ -131,8 +130,9 @@ class Pusher:
                     row = conn.execute(sa.select(res.c.content, res.c.deleted).where(
                         res.c.resource_type == rtype, res.c.id == rid)).first()
                     if row is not None and not row.deleted:
-                        wanted |= {_split(r) for r in _references(jsonio.loads(row.content))
-                                   if _split(r)}
+                        wanted |= {references.split(r)
+                                   for r in references.references(jsonio.loads(row.content))
+                                   if references.split(r)}
                 wanted -= keys
                 wanted -= set(remote_map.load(conn, self.target.name, wanted))
             added = outbox.claim_resources(self.engine, token, wanted, self.target.lease_seconds)
@@ -173,7 +173,8 @@ class Pusher:
         needed = set()
         for e in entries:
             if not e.deleted:
-                needed |= {_split(r) for r in _references(e.content) if _split(r)}
+                needed |= {references.split(r) for r in references.references(e.content)
+                           if references.split(r)}
         needed -= set(in_bundle)
         with self.engine.connect() as conn:
             known = remote_map.load(conn, self.target.name, needed)
@@ -195,8 +196,8 @@ class Pusher:
             meta = resource.setdefault("meta", {})
             meta["tag"] = [BRIDGE_TAG]
 
-            def rewrite(ref: str) -> str:
-                key = _split(ref)
+            def rewrite_one(ref: str) -> str:
+                key = references.split(ref)
                 if key in in_bundle:
                     return f"urn:uuid:{_uuid(self.target.name, key)}"
                 if key in known:
@@ -206,7 +207,7 @@ class Pusher:
                     return f"{key[0]}?identifier={system}|{value}"
                 return ref
 
-            _rewrite_references(resource, rewrite)
+            references.rewrite(resource, rewrite_one)
             if e.remote is not None:
                 request = {"method": "PUT", "url": f"{e.resource_type}/{e.remote.remote_id}"}
                 if e.remote.remote_version:
@@ -347,34 +348,6 @@ def _identities(conn: sa.Connection, keys: set[tuple[str, str]]) -> dict:
 
 def _uuid(target: str, key: tuple[str, str]) -> uuid.UUID:
     return uuid.uuid5(uuid.NAMESPACE_URL, f"fhir-bridge:{target}/{key[0]}/{key[1]}")
-
-
-def _split(reference: str) -> tuple[str, str] | None:
-    match = _RELATIVE.match(reference or "")
-    return (match.group(1), match.group(2)) if match else None
-
-
-def _references(node: Any):
-    if isinstance(node, dict):
-        ref = node.get("reference")
-        if isinstance(ref, str):
-            yield ref
-        for value in node.values():
-            yield from _references(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _references(value)
-
-
-def _rewrite_references(node: Any, rewrite) -> None:
-    if isinstance(node, dict):
-        if isinstance(node.get("reference"), str):
-            node["reference"] = rewrite(node["reference"])
-        for value in node.values():
-            _rewrite_references(value, rewrite)
-    elif isinstance(node, list):
-        for value in node:
-            _rewrite_references(value, rewrite)
 
 
 def _location(response: dict, entry: Entry) -> tuple[str, str | None]:
