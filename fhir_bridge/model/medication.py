@@ -38,7 +38,7 @@ class PrescriptionSchema(BaseSchema):
     status = Choice(words("prescription-status"), required=True)
     status_reason = Text(500)
     authored_on = AwareDateTime(required=True)
-    drug = TermKey("rxnorm-drugs", required=True)  # ingredient, e.g. "sertraline"
+    drug = TermKey("rxnorm-drugs", 100, required=True)  # ingredient, e.g. "sertraline"
     product = Text(200)  # the product as prescribed, e.g. "sertraline 50 mg oral tablet"
     dose = fields.Nested(DoseSchema, required=True)
     route = Choice(ROUTES)
