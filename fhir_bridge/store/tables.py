@@ -64,6 +64,8 @@ outbox = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("claimed_by", sa.String(80)),
     sa.Column("claimed_until", sa.DateTime(timezone=True)),
+    sa.Index("ix_outbox_resource", "resource_type", "resource_id"),
+    sa.Index("ix_outbox_claimed_by", "claimed_by"),
 )
 
 #: Idempotency keys of POST requests: a retried request gets the first answer again.

@@ -103,8 +103,9 @@ class Pusher:
         report = PushReport()
         if not rows:
             return report
-        rows = self._with_dependencies(token, rows)
-        entries = self._entries(rows)
+        current: dict = {}  # (type, id) -> resources row, read once per batch
+        rows = self._with_dependencies(token, rows, current)
+        entries = self._entries(rows, current)
         unchanged = [e for e in entries if self._unchanged(e)]
         if unchanged:
             with self.engine.begin() as conn:
@@ -117,23 +118,18 @@ class Pusher:
 
     # -- building -------------------------------------------------------------------------------
 
-    def _with_dependencies(self, token: str, rows: list[outbox.OutboxRow],
+    def _with_dependencies(self, token: str, rows: list[outbox.OutboxRow], current: dict,
                            depth: int = 3) -> list[outbox.OutboxRow]:
         """Bring along the unsent resources that the claimed ones point at, so that every
         reference resolves inside the bundle or on the target."""
         keys = {(r.resource_type, r.resource_id) for r in rows}
         for _ in range(depth):
-            wanted: set[tuple[str, str]] = set()
             with self.engine.connect() as conn:
-                res = t.resources
-                for rtype, rid in keys:
-                    row = conn.execute(sa.select(res.c.content, res.c.deleted).where(
-                        res.c.resource_type == rtype, res.c.id == rid)).first()
-                    if row is not None and not row.deleted:
-                        wanted |= {references.split(r)
-                                   for r in references.references(jsonio.loads(row.content))
-                                   if references.split(r)}
-                wanted -= keys
+                current.update(_current(conn, keys - set(current)))
+                wanted = {references.split(r) for key in keys if key in current
+                          and not current[key].deleted
+                          for r in references.references(jsonio.loads(current[key].content))
+                          if references.split(r)} - keys
                 wanted -= set(remote_map.load(conn, self.target.name, wanted))
             added = outbox.claim_resources(self.engine, token, wanted, self.target.lease_seconds)
             if not added:
@@ -142,18 +138,12 @@ class Pusher:
             keys |= {(r.resource_type, r.resource_id) for r in added}
         return rows
 
-    def _entries(self, rows: list[outbox.OutboxRow]) -> list[Entry]:
+    def _entries(self, rows: list[outbox.OutboxRow], current: dict) -> list[Entry]:
         seqs: dict[tuple[str, str], list[int]] = {}
         for row in rows:
             seqs.setdefault((row.resource_type, row.resource_id), []).append(row.seq)
-        res = t.resources
         with self.engine.connect() as conn:
-            current = {}
-            for rtype in {k[0] for k in seqs}:
-                ids = [k[1] for k in seqs if k[0] == rtype]
-                for row in conn.execute(sa.select(res).where(res.c.resource_type == rtype,
-                                                             res.c.id.in_(ids))):
-                    current[(rtype, row.id)] = row
+            current.update(_current(conn, set(seqs) - set(current)))
             remotes = remote_map.load(conn, self.target.name, set(seqs))
         entries = []
         for key, row_seqs in seqs.items():
@@ -178,7 +168,8 @@ class Pusher:
         needed -= set(in_bundle)
         with self.engine.connect() as conn:
             known = remote_map.load(conn, self.target.name, needed)
-            identities = _identities(conn, needed - set(known))
+            identities = {key: _identity(jsonio.loads(row.content))
+                          for key, row in _current(conn, needed - set(known)).items()}
         out = []
         for e in entries:
             full_url = f"urn:uuid:{_uuid(self.target.name, e.key)}"
@@ -333,16 +324,18 @@ def _identity(resource: dict) -> tuple[str, str] | None:
     return (identifiers[0]["system"], identifiers[0]["value"]) if identifiers else None
 
 
-def _identities(conn: sa.Connection, keys: set[tuple[str, str]]) -> dict:
-    out = {}
+def _current(conn: sa.Connection, keys: set[tuple[str, str]]) -> dict:
+    """The stored rows of these resources, read in a few queries."""
     res = t.resources
-    for rtype, local_id in keys:
-        row = conn.execute(sa.select(res.c.content).where(res.c.resource_type == rtype,
-                                                          res.c.id == local_id)).first()
-        if row is not None:
-            identity = _identity(jsonio.loads(row.content))
-            if identity:
-                out[(rtype, local_id)] = identity
+    out = {}
+    by_type: dict[str, list[str]] = {}
+    for rtype, rid in keys:
+        by_type.setdefault(rtype, []).append(rid)
+    for rtype, ids in by_type.items():
+        for start in range(0, len(ids), 500):
+            for row in conn.execute(sa.select(res).where(
+                    res.c.resource_type == rtype, res.c.id.in_(ids[start:start + 500]))):
+                out[(rtype, row.id)] = row
     return out
 
 

@@ -23,6 +23,8 @@ def upgrade() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("claimed_by", sa.String(80)))
         batch.add_column(sa.Column("claimed_until", TS))
+    op.create_index("ix_outbox_resource", "outbox", ["resource_type", "resource_id"])
+    op.create_index("ix_outbox_claimed_by", "outbox", ["claimed_by"])
     op.create_table(
         "remote_resources",
         sa.Column("target", sa.String(80), primary_key=True),
@@ -71,6 +73,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in ("sync_rejects", "sync_watermarks", "sync_conflicts", "remote_resources"):
         op.drop_table(table)
+    op.drop_index("ix_outbox_claimed_by", "outbox")
+    op.drop_index("ix_outbox_resource", "outbox")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("claimed_until")
         batch.drop_column("claimed_by")
