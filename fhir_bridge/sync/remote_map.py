@@ -57,3 +57,25 @@ def remember(conn: sa.Connection, target: str, rtype: str, local_id: str, remote
 def forget(conn: sa.Connection, target: str, rtype: str, local_id: str) -> None:
     conn.execute(rr.delete().where(rr.c.target == target, rr.c.resource_type == rtype,
                                    rr.c.local_id == local_id))
+
+
+def remember_many(conn: sa.Connection, target: str,
+                  rows: list[tuple[str, str, str, str | None, str | None]]) -> None:
+    """remember() for many (type, local id, remote id, remote version, pushed hash) at once:
+    one upsert statement."""
+    if not rows:
+        return
+    now = utcnow()
+    values = [dict(target=target, resource_type=rtype, local_id=local_id, remote_id=remote_id,
+                   remote_version=version, pushed_hash=pushed, synced_at=now)
+              for rtype, local_id, remote_id, version, pushed in rows]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(rr)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=[rr.c.target, rr.c.resource_type, rr.c.local_id],
+        set_={name: statement.excluded[name]
+              for name in ("remote_id", "remote_version", "pushed_hash", "synced_at")}),
+        values)
