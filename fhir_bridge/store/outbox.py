@@ -121,6 +121,13 @@ def release(engine: sa.Engine, token: str, seqs: list[int], error: str, max_atte
     return dead
 
 
+def unclaim(engine: sa.Engine, token: str) -> None:
+    """Give claimed rows back untouched (not tried, so no attempt is counted)."""
+    with engine.begin() as conn:
+        conn.execute(o.update().where(o.c.claimed_by == token, o.c.status == "pending")
+                     .values(claimed_until=None))
+
+
 def mark(engine: sa.Engine, token: str, seqs: list[int], status: str, error: str) -> None:
     """Set a final status other than done (``dead`` or ``conflict``) with the reason."""
     if seqs:

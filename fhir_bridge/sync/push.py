@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,16 @@ class Entry:
         return self.resource_type, self.local_id
 
 
+@dataclass
+class Batch:
+    """Claimed rows made ready to send: their entries and the transaction bundle."""
+
+    token: str
+    todo: list[Entry]
+    bundle: dict | None
+    report: PushReport
+
+
 class Pusher:
     def __init__(self, engine: sa.Engine, client, target: Target, worker: str = "worker",
                  transactions: bool = True):
@@ -85,24 +96,42 @@ class Pusher:
 
     def push_all(self, max_batches: int | None = None) -> PushReport:
         """Push until no row is due (or max_batches), or the target is unreachable: then the
-        rows wait in the outbox for their backoff and a later pass."""
+        rows wait in the outbox for their backoff and a later pass.
+
+        The next batch is claimed and built while the current bundle is in flight (one sender
+        thread), so the bridge's own work hides behind the server's. Its references to the
+        bundle in flight go by identifier, which resolves once that bundle has committed."""
         report = PushReport()
         batches = 0
-        while max_batches is None or batches < max_batches:
-            one = self.push_batch()
-            report.add(one)
-            batches += 1
-            if one.unavailable or \
-                    one.sent + one.unchanged + one.retried + one.dead + one.conflicts == 0:
-                break
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="push-send") as sender:
+            batch = self._prepare()
+            while batch is not None:
+                in_flight = sender.submit(self._deliver, batch)
+                batches += 1
+                upcoming = None
+                if max_batches is None or batches < max_batches:
+                    upcoming = self._prepare()
+                one = in_flight.result()
+                report.add(one)
+                if one.unavailable:
+                    if upcoming is not None:  # not tried: back in the queue as it was
+                        outbox.unclaim(self.engine, upcoming.token)
+                    break
+                batch = upcoming
         return report
 
     def push_batch(self) -> PushReport:
+        batch = self._prepare()
+        return self._deliver(batch) if batch is not None else PushReport()
+
+    def _prepare(self) -> "Batch | None":
+        """Claim due rows (and what they point at), skip what the target already has, and
+        build the bundle."""
         token, rows = outbox.claim(self.engine, self.worker, self.target.batch_size,
                                    self.target.lease_seconds)
-        report = PushReport()
         if not rows:
-            return report
+            return None
+        report = PushReport()
         current: dict = {}  # (type, id) -> resources row, read once per batch
         rows = self._with_dependencies(token, rows, current)
         entries = self._entries(rows, current)
@@ -112,9 +141,14 @@ class Pusher:
                 outbox.complete(conn, token, [s for e in unchanged for s in e.seqs])
             report.unchanged += len(unchanged)
         todo = [e for e in entries if not self._unchanged(e)]
-        if todo:
-            self._send(token, todo, report, split=len(todo) > 1)
-        return report
+        bundle = self._bundle(todo) if todo and self.transactions else None
+        return Batch(token, todo, bundle, report)
+
+    def _deliver(self, batch: "Batch") -> PushReport:
+        if batch.todo:
+            self._send(batch.token, batch.todo, batch.report, split=len(batch.todo) > 1,
+                       bundle=batch.bundle)
+        return batch.report
 
     # -- building -------------------------------------------------------------------------------
 
@@ -212,13 +246,14 @@ class Pusher:
 
     # -- sending --------------------------------------------------------------------------------
 
-    def _send(self, token: str, entries: list[Entry], report: PushReport, split: bool) -> None:
+    def _send(self, token: str, entries: list[Entry], report: PushReport, split: bool,
+              bundle: dict | None = None) -> None:
         if not self.transactions and len(entries) > 1:
             # One request per resource: no urn:uuid inside a bundle to point at, so each
             # entry is built alone (references to the target's ids or by identifier).
             self._send_each(token, entries, report)
             return
-        bundle = self._bundle(entries)
+        bundle = bundle or self._bundle(entries)
         seqs = [s for e in entries for s in e.seqs]
         try:
             if self.transactions:
