@@ -207,3 +207,26 @@ def _imported_dependencies(bridge) -> int:
         return conn.execute(sa.select(sa.func.count()).select_from(t.remote_resources).where(
             t.remote_resources.c.resource_type.notin_(
                 ("CarePlan", "CareTeam", "MedicationRequest", "Observation")))).scalar()
+
+
+def test_resources_whose_push_answer_was_lost_are_linked_not_overwritten(synced):
+    app, bridge, pusher, base = synced
+    with bridge.engine.begin() as conn:  # as if no answer had come back for any push
+        conn.execute(t.remote_resources.delete().where(
+            t.remote_resources.c.resource_type != "Patient"))
+    client = app.test_client()
+    local = client.get("/api/v1/prescriptions/p01-rx2").json
+    local["instructions"] = "Changed while the answers were lost."
+    assert client.put("/api/v1/prescriptions/p01-rx2", json=local).status_code == 200
+    report = make_puller(bridge, pusher).pull()
+    assert report.applied == report.imported == report.rejected == 0
+    assert client.get("/api/v1/prescriptions/p01-rx2").json["instructions"] == \
+        "Changed while the answers were lost."
+    assert make_pusher(bridge, base).push_all().sent == 1
+    rid = remote_id(bridge, pusher, "MedicationRequest", "rx-p01-rx2")
+    on_server = requests.get(f"{base}/MedicationRequest/{rid}", headers=HEADERS,
+                             timeout=30).json()
+    assert on_server["dosageInstruction"][0]["patientInstruction"] == \
+        "Changed while the answers were lost."
+    assert hapi_count(base, "MedicationRequest", identifier="urn:fhir-bridge:id:prescription|"
+                                                             "p01-rx2") == 1

@@ -125,6 +125,15 @@ class Puller:
             report.unchanged += 1
             return
         if known is None:
+            local_id = self._written_by_us(resource)
+            if local_id is not None:
+                # Ours, but the answer to its push never arrived: link it, apply nothing. Any
+                # local change still in the outbox goes out on the next push.
+                with self.engine.begin() as conn:
+                    remote_map.remember(conn, self.target.name, rtype, local_id, rid, version,
+                                        None)
+                report.unchanged += 1
+                return
             self._import(resource, report, depth=0)
             return
         local = self._local_row(rtype, known.local_id)
@@ -273,6 +282,16 @@ class Puller:
                 return None
 
         return resolve
+
+    def _written_by_us(self, resource: dict) -> str | None:
+        """The local id of a resource the bridge wrote (its identifier), if stored here."""
+        mapping = self.mapper.classify(resource)
+        identifiers = resource.get("identifier") or []
+        if mapping is None or not identifiers or \
+                identifiers[0].get("system") != self.mapper.identifier_system(mapping.concept):
+            return None
+        local_id = f"{mapping.id_prefix}-{identifiers[0]['value']}"
+        return local_id if self._local_row(resource["resourceType"], local_id) else None
 
     def _panel_of(self, resource: dict) -> str | None:
         """The panel Observation whose hasMember lists this one, if any."""
