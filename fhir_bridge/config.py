@@ -52,7 +52,7 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def load_config(overrides: Mapping[str, Any] | None = None,
                 environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Defaults < FHIR_BRIDGE_CONFIG file < environment < explicit overrides (tests, app factory)."""
+    """Defaults < FHIR_BRIDGE_CONFIG file < environment < explicit overrides (tests, factory)."""
     environ = os.environ if environ is None else environ
     config = _read_yaml(CONFIG_DIR / "default.yaml")
     extra = environ.get(ENV_PREFIX + "CONFIG")

@@ -36,6 +36,7 @@ US_CORE_ELEMENTS = {
     "CareTeam": ["status", "subject.reference", "participant[0].role[0].coding[0].code",
                  "participant[0].member.reference"],
     "Goal": ["lifecycleStatus", "description.text", "subject.reference"],
+    "Flag": ["status", "code.text", "subject.reference", "period.start"],
 }
 
 
@@ -86,7 +87,7 @@ def test_screening_observations_are_surveys_and_panels_point_at_items_and_total(
             item = by_ref[member["reference"]]
             assert item["category"][0]["coding"][0]["code"] == "survey"
             assert item["subject"] == panel["subject"]
-            assert "valueInteger" in item or "valueQuantity" in item
+            assert {"valueInteger", "valueQuantity", "valueCodeableConcept"} & set(item)
 
 
 def test_care_plans_are_assess_plan_with_generated_narrative_and_resolvable_references(mapped):

@@ -63,7 +63,8 @@ def test_429_with_retry_after_is_honoured_and_the_row_waits(pusher):
     dict(status=503),
     dict(body=requests.exceptions.ConnectionError("connection reset by peer")),
     dict(status=200, body="<html>proxy error</html>", content_type="text/html"),
-    dict(status=200, body='{"resourceType": "Bundle", "entry": [', content_type="application/fhir+json"),
+    dict(status=200, body='{"resourceType": "Bundle", "entry": [',
+         content_type="application/fhir+json"),
 ], ids=["503", "reset", "html", "truncated"])
 @responses.activate
 def test_transient_faults_are_retried_then_the_row_goes_through(pusher, fault):

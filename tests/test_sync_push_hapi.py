@@ -13,7 +13,7 @@ from fhir_bridge.sync.targets import BRIDGE_TAG, target_from_config
 from .conftest import hapi_count
 
 pytestmark = pytest.mark.hapi
-TYPES = ("Patient", "Practitioner", "RelatedPerson", "Condition", "MedicationRequest",
+TYPES = ("Patient", "Practitioner", "RelatedPerson", "Condition", "MedicationRequest", "Flag",
          "Observation", "CarePlan", "CareTeam", "Goal")
 
 
@@ -144,4 +144,5 @@ def test_target_clean_removes_only_what_the_bridge_wrote(sqlite_app, hapi_url):
     assert sum(deleted.values()) == sum(local_counts(bridge).values())
     assert remote_counts(hapi_url) == {"Patient": 1}
     with bridge.engine.connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(t.remote_resources)).scalar() == 0
+        remembered = conn.execute(sa.select(sa.func.count()).select_from(t.remote_resources))
+        assert remembered.scalar() == 0

@@ -201,7 +201,8 @@ def create_discontinuation(record_id: str):
                            [Issue("by_id", f"names practitioner {stop['by_id']!r}, which does "
                                            "not exist")])
     stopped = load_record(prescriptions, prescriptions.dump(discontinue(current.data, stop)))
-    return _save([(prescriptions, stopped)], lambda saved: _record_response(prescriptions, saved[0]),
+    return _save([(prescriptions, stopped)],
+                 lambda saved: _record_response(prescriptions, saved[0]),
                  expected_versions={0: current.version})
 
 

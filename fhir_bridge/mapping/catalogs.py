@@ -24,12 +24,25 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Scoring:
+    """How an instrument's answers read: bands of the total (or a positive rule), risk levels
+    from yes answers, alerts. ``source`` is where the rules come from."""
+
+    source: str
+    bands: tuple[dict, ...] = ()
+    positive: dict | None = None
+    risk: tuple[dict, ...] = ()
+    alerts: tuple[dict, ...] = ()
+
+
+@dataclass(frozen=True)
 class Instrument:
     key: str
     title: str
     panel: str
     total: str | None
     items: tuple[Item, ...]
+    scoring: Scoring | None = None
 
     def item(self, number: int) -> Item | None:
         return next((i for i in self.items if i.number == number), None)
@@ -52,9 +65,18 @@ def instruments(directory: Path = MAPPINGS_DIR) -> dict[str, Instrument]:
         key: Instrument(key, body["title"], body["panel"], body.get("total"),
                         tuple(Item(**{**item, "asked_if": tuple(item["asked_if"])})
                               if "asked_if" in item else Item(**item)
-                              for item in body["items"]))
+                              for item in body["items"]),
+                        _scoring(body.get("scoring")))
         for key, body in raw.items()
     }
+
+
+def _scoring(raw: dict | None) -> Scoring | None:
+    if raw is None:
+        return None
+    return Scoring(source=raw.get("source", ""), bands=tuple(raw.get("bands") or ()),
+                   positive=raw.get("positive"), risk=tuple(raw.get("risk") or ()),
+                   alerts=tuple(raw.get("alerts") or ()))
 
 
 @lru_cache(maxsize=4)

@@ -51,8 +51,10 @@ class Rule:
 class ChildSpec:
     mapping: str
     internal: str
-    fhir: str
+    fhir: str | None = None  # where the parent points at the children (None: it does not)
     wrap: str | None = None  # a scalar field carried as {wrap: value} into the child mapping
+    direction: str = "both"  # "forward": derived children, not read back (the record
+    #                          derives them again)
 
 
 @dataclass
@@ -106,7 +108,8 @@ def load_mapping(path: Path) -> Mapping:
     where = path.name
     try:
         return Mapping(
-            name=path.name.removesuffix(".map.yaml"), resource_type=raw["resource"], concept=raw["concept"],
+            name=path.name.removesuffix(".map.yaml"), resource_type=raw["resource"],
+            concept=raw["concept"],
             id_prefix=raw["id_prefix"], id_template=raw.get("id", "{id}"),
             profile=raw.get("profile"), security=bool(raw.get("security", False)),
             rules=[_parse_rule(r, where) for r in raw.get("rules") or []],
@@ -202,12 +205,15 @@ class Mapper:
             value = paths.get(record, spec.internal)
             if value is None:
                 continue
-            items = [{spec.wrap: value}] if spec.wrap else value
-            refs = paths.get(resource, spec.fhir) or []
+            if spec.wrap:  # scalars (or a list of scalars) become records of one field
+                items = [{spec.wrap: v} for v in (value if isinstance(value, list) else [value])]
+            else:
+                items = value
+            refs = (paths.get(resource, spec.fhir) or []) if spec.fhir else []
             for item in items:
                 child = self._forward(child_map, {**item, "_parent": record}, out)
                 refs.append({"reference": f"{child['resourceType']}/{child['id']}"})
-            if refs:
+            if refs and spec.fhir:
                 paths.put(resource, spec.fhir, refs)
         return resource
 
@@ -243,6 +249,8 @@ class Mapper:
         claimed: set[str] = set()
         offered: dict[str, str] = {}
         for spec in m.children:
+            if spec.fhir is None:
+                continue
             child_map = self.mappings[spec.mapping]
             collected = []
             for ref in paths.get(resource, spec.fhir) or []:
@@ -256,7 +264,10 @@ class Mapper:
                                                   "can read")
                     continue
                 claimed.add(reference)
-                collected.append(self._reverse(child_map, target, ctx))
+                if spec.direction != "forward":
+                    collected.append(self._reverse(child_map, target, ctx))
+            if spec.direction == "forward":
+                continue
             if spec.wrap:
                 if collected and spec.wrap in collected[0]:
                     paths.put(record, spec.internal, collected[0][spec.wrap])

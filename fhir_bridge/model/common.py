@@ -10,7 +10,8 @@ from marshmallow import Schema, ValidationError, fields, missing, post_load, val
 from ..mapping.terminology import local_code, table_keys
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.\-]{0,47}$"
-ID_MESSAGE = "must be 1-48 characters: letters, digits, '-' and '.', starting with a letter or digit"
+ID_MESSAGE = ("must be 1-48 characters: letters, digits, '-' and '.', starting with a letter or "
+              "digit")
 
 
 def Id(**kwargs) -> fields.String:  # noqa: N802 - reads like a field type

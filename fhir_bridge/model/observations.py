@@ -2,6 +2,7 @@
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
+from ..clinical.scoring import read
 from ..mapping.catalogs import instruments, measurement_kinds
 from ..mapping.valuemaps import words
 from .common import AwareDateTime, BaseSchema, Choice, Id, IsoDate, PersonRefSchema, TermKey, \
@@ -32,6 +33,11 @@ class AssessmentSchema(BaseSchema):
                         validate=validate.Length(min=1, max=30))
     total = fields.Integer(validate=validate.Range(min=0))
     note = Text(2000)
+    # Derived from the answers by the instrument's scoring rules (mappings/instruments.yaml);
+    # a client may send them back, but only as they are.
+    band = fields.String()
+    risk = fields.String()
+    alerts = fields.List(fields.String())
 
     @validates_schema(skip_on_field_errors=False)
     def _answers_fit_the_instrument(self, data, **_):
@@ -76,13 +82,28 @@ class AssessmentSchema(BaseSchema):
             raise ValidationError(f"{instrument.key} has no summed total", "total")
 
     @post_load
-    def _with_total(self, data, **_):
-        """The total score is part of the record: computed from the items when not given."""
+    def _with_total_and_reading(self, data, **_):
+        """The total score, band, risk level and alerts are part of the record: computed from
+        the items; when the client sends them they must agree."""
         instrument = instruments()[data["instrument"]]
         if instrument.total and "total" not in data:
             data["total"] = sum(a["value"] for a in data["items"]
                                 if instrument.item(a["number"]).in_total)
         data["items"] = sorted(data["items"], key=lambda a: a["number"])
+        reading = read(instrument, {a["number"]: a["value"] for a in data["items"]},
+                       data.get("total"))
+        derived = {"band": reading.band, "risk": reading.risk,
+                   "alerts": [a.alert for a in reading.alerts] or None}
+        errors = {name: [f"is {value!r}, which is derived from the answers"]
+                  for name, value in ((n, data.get(n)) for n in derived)
+                  if value is not None and value != derived[name]}
+        if errors:
+            raise ValidationError(errors)
+        for name, value in derived.items():
+            if value is None:
+                data.pop(name, None)
+            else:
+                data[name] = value
         return data
 
 

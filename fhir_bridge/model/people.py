@@ -11,7 +11,8 @@ PHONE = validate.Regexp(r"^\+?[0-9 ().\-]{7,20}$", error="must be a phone number
 # Each is a key of terminology/care-team-roles.csv or terminology/specialties.csv.
 DISCIPLINES = ("psychiatrist", "child-and-adolescent-psychiatrist", "nurse-practitioner",
                "psychiatric-nurse-practitioner", "mental-health-nurse", "psychotherapist",
-               "clinical-psychologist", "mental-health-counselor", "trained-social-worker-counselor",
+               "clinical-psychologist", "mental-health-counselor",
+               "trained-social-worker-counselor",
                "primary-care-physician", "primary-care-provider", "pharmacist", "care-coordinator")
 
 RELATIONSHIPS = ("mother", "father", "parent", "spouse", "partner", "sibling", "child",

@@ -15,7 +15,8 @@ ACTIVITY_KINDS = ("medication", "psychotherapy", "patient-education", "family-ed
 COMPARATORS = ("<", "<=", ">=", ">")
 # Roles of care-team members: keys of terminology/care-team-roles.csv (SNOMED CT) or
 # specialties.csv (NUCC).
-TEAM_ROLES = ("psychiatric-nurse-practitioner", "psychiatrist", "child-and-adolescent-psychiatrist", "nurse-practitioner",
+TEAM_ROLES = ("psychiatric-nurse-practitioner", "psychiatrist",
+              "child-and-adolescent-psychiatrist", "nurse-practitioner",
               "mental-health-nurse", "psychotherapist", "mental-health-counselor",
               "clinical-psychologist", "trained-social-worker-counselor", "primary-care-physician",
               "primary-care-provider", "caregiver", "informal-caregiver", "patient", "pharmacist",

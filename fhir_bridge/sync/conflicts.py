@@ -35,9 +35,10 @@ def record_conflict(engine: sa.Engine, client, target: str, resource_type: str, 
         if existing is not None:
             conn.execute(c.update().where(c.c.id == existing).values(**values))
             return existing
-        return conn.execute(c.insert().values(target=target, resource_type=resource_type,
-                                              local_id=local_id, status="open",
-                                              created_at=utcnow(), **values)).inserted_primary_key[0]
+        inserted = conn.execute(c.insert().values(target=target, resource_type=resource_type,
+                                                  local_id=local_id, status="open",
+                                                  created_at=utcnow(), **values))
+        return inserted.inserted_primary_key[0]
 
 
 def list_conflicts(engine: sa.Engine, status: str | None = "open") -> list[dict]:

@@ -1,0 +1,1 @@
+"""Clinical rules the bridge applies to the data it holds (measurement-based care)."""
