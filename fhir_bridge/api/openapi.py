@@ -92,6 +92,11 @@ def build_spec() -> dict:
             "schema": {"$ref": "#/components/schemas/Discontinuation"}}}},
         "responses": {"200": {"description": "The stopped prescription", "content": {
             "application/json": {"schema": rx}}}, **_errors("404", "409", "415", "422")}}})
+    spec.path(path="/api/v1/patients/{record_id}/score-trends", operations={"get": {
+        "summary": "Rating-scale trends: baseline, latest, response, remission, review",
+        "parameters": [pid],
+        "responses": {"200": {"description": "One trend per instrument with a total"},
+                      **_errors("404")}}})
     spec.path(path="/api/v1/documents", operations={"post": {
         "summary": "Import an internal-record document in one transaction",
         "requestBody": {"required": True, "content": {"application/json": {

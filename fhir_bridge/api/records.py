@@ -16,6 +16,7 @@ from ..fhir import jsonio
 from ..fhir.bundle import collection
 from ..mapping.document import load_document, load_record
 from ..model import concept_by_collection, concept_by_name
+from ..clinical.response import trends
 from ..model.changes import discontinue, dose_change
 from ..model.medication import DiscontinuationSchema, DoseChangeSchema
 from ..model.registry import Concept
@@ -208,6 +209,23 @@ def create_discontinuation(record_id: str):
 
 def _schema_concept(schema) -> Concept:
     return Concept(schema.__name__, "", schema)
+
+
+# --- measurement-based care -----------------------------------------------------------------
+
+@bp.get("/patients/<patient_id>/score-trends")
+def score_trends(patient_id: str):
+    """Baseline, latest and every score per instrument, with response, remission and whether
+    the treatment needs review (rules in mappings/treatment-response.yaml)."""
+    bridge = _bridge()
+    bridge.store.get(concept_by_name("patient"), patient_id)  # 404 for an unknown patient
+    assessments = [r.data for r in bridge.store.list(concept_by_name("assessment"),
+                                                     patient_id=patient_id, limit=10_000)]
+    prescriptions = [r.data for r in bridge.store.list(concept_by_name("prescription"),
+                                                       patient_id=patient_id, limit=10_000)]
+    return _json(200, {"patient_id": patient_id,
+                       "instruments": [t.as_dict() for t in trends(assessments,
+                                                                   prescriptions)]})
 
 
 # --- documents ---------------------------------------------------------------------------------
