@@ -14,7 +14,7 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 from ..errors import BadRequest, Conflict, InvalidInput, Issue, NotFound
 from ..fhir import jsonio
 from ..fhir.bundle import collection
-from ..mapping.document import load_document, load_record
+from ..mapping.document import load_document, load_record, load_with
 from ..model import concept_by_collection, concept_by_name
 from ..clinical.response import trends
 from ..model.changes import discontinue, dose_change
@@ -176,7 +176,7 @@ def as_fhir(collection_name: str, record_id: str):
 def create_dose_change(record_id: str):
     """Change the dose: a new prescription replaces this one, which is stopped."""
     prescriptions = concept_by_name("prescription")
-    change = load_record(_schema_concept(DoseChangeSchema), json_body())
+    change = load_with(DoseChangeSchema, json_body())
     bridge = _bridge()
     prior = bridge.store.get(prescriptions, record_id)
     if bridge.store.exists("prescription", change["id"]):
@@ -194,7 +194,7 @@ def create_dose_change(record_id: str):
 @idempotent
 def create_discontinuation(record_id: str):
     prescriptions = concept_by_name("prescription")
-    stop = load_record(_schema_concept(DiscontinuationSchema), json_body())
+    stop = load_with(DiscontinuationSchema, json_body())
     bridge = _bridge()
     current = bridge.store.get(prescriptions, record_id)
     if not bridge.store.exists("practitioner", stop["by_id"]):
@@ -205,10 +205,6 @@ def create_discontinuation(record_id: str):
     return _save([(prescriptions, stopped)],
                  lambda saved: _record_response(prescriptions, saved[0]),
                  expected_versions={0: current.version})
-
-
-def _schema_concept(schema) -> Concept:
-    return Concept(schema.__name__, "", schema)
 
 
 # --- measurement-based care -----------------------------------------------------------------

@@ -44,11 +44,17 @@ def flatten_messages(messages: Any, prefix: str) -> list[Issue]:
 
 def load_record(concept: Concept, data: Any, prefix: str = "",
                 partial: bool = False) -> dict[str, Any]:
+    return load_with(concept.schema, data, prefix, partial, what=concept.name)
+
+
+def load_with(schema: type, data: Any, prefix: str = "", partial: bool = False,
+              what: str | None = None) -> dict[str, Any]:
+    """Load data with a schema; a ValidationError becomes InvalidInput naming each field."""
     try:
-        return concept.load(data, partial=partial)
+        return schema().load(data, partial=partial)
     except ValidationError as exc:
-        raise InvalidInput(f"invalid {concept.name}",
-                           flatten_messages(exc.messages, prefix)) from None
+        name = what or schema.__name__.removesuffix("Schema").lower()
+        raise InvalidInput(f"invalid {name}", flatten_messages(exc.messages, prefix)) from None
 
 
 ORDER = [c.collection for c in CONCEPTS]  # dependency order: people first, plans last
