@@ -12,6 +12,7 @@ from flask import Flask
 from .config import load_config
 from .fhir.validate import warm
 from .mapping.engine import Mapper
+from .model.changes import consequences
 from .store.database import create_engine, migrate
 from .store.records import RecordStore
 
@@ -31,7 +32,7 @@ def build_bridge(config: dict[str, Any]) -> Bridge:
     migrate(engine)
     mapper = Mapper(config["identifier_system_base"], config["local_code_system_base"])
     warm()  # load the FHIR model classes now, not on the first request
-    return Bridge(config, engine, mapper, RecordStore(engine, mapper))
+    return Bridge(config, engine, mapper, RecordStore(engine, mapper, consequences))
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:

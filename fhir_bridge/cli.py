@@ -33,10 +33,13 @@ def map_document(document: Any) -> dict:
     from .mapping.document import load_document
     from .mapping.engine import Mapper
 
+    from .model.changes import consequences, with_consequences
+
     config = load_config()
     mapper = Mapper(config["identifier_system_base"], config["local_code_system_base"])
     resources = []
-    for concept, record in load_document(document):
+    pairs = with_consequences(load_document(document), consequences, lambda *_: None)
+    for concept, record in pairs:
         for resource in mapper.to_fhir(concept.name, record):
             validate_resource(resource)
             resources.append(resource)

@@ -94,6 +94,10 @@ def prescriptions(draw):
         rx["status"] = "stopped"
         rx["discontinuation"] = {"date": draw(iso_dates), "reason": draw(text),
                                  "by_id": draw(ids)}
+    if draw(st.booleans()):
+        rx["adherence"] = {"finding": draw(st.sampled_from(ADHERENCE_FINDINGS)),
+                           "date_asserted": draw(date_times),
+                           "source": draw(st.sampled_from(ADHERENCE_SOURCES))}
     return rx
 
 
@@ -129,8 +133,12 @@ def adherence_reports(draw):
     out = {"id": draw(ids), "patient_id": draw(ids), "prescription_id": draw(ids),
            "period_start": start, "period_end": end,
            "source": draw(st.sampled_from(ADHERENCE_SOURCES)), "recorded_at": draw(date_times)}
-    choice = draw(st.sampled_from(["doses", "percent", "finding"]))
-    if choice == "doses":
+    choice = draw(st.sampled_from(["doses", "percent", "finding", "fills"]))
+    if choice == "fills":
+        out["source"] = "refill-data"
+        out["fills"] = draw(st.lists(st.fixed_dictionaries(
+            {"date": iso_dates, "days_supply": st.integers(1, 90)}), min_size=1, max_size=4))
+    elif choice == "doses":
         prescribed = draw(st.integers(1, 400))
         out.update(doses_prescribed=prescribed, doses_taken=draw(st.integers(0, prescribed)))
     elif choice == "percent":

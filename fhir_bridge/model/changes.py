@@ -1,4 +1,4 @@
-"""Dose changes and discontinuations: how they turn into prescription records.
+"""Dose changes, discontinuations and adherence reports: how they change prescription records.
 
 A dose change makes a new prescription that copies the medication, route, indication and
 patient from the one it replaces, with the new dose and schedule, and closes the replaced one
@@ -9,7 +9,8 @@ and records when, why and by whom. Both return every record to save, in one tran
 from __future__ import annotations
 
 import copy
-from typing import Any
+import datetime as dt
+from typing import Any, Callable
 
 from ..errors import Conflict, Issue
 
@@ -56,3 +57,57 @@ def discontinue(prescription: dict[str, Any], stop: dict[str, Any]) -> dict:
     stopped.update(status="stopped", status_reason=stop["reason"], end_date=stop["date"],
                    discontinuation=dict(stop))
     return stopped
+
+
+def _instant(value: str) -> dt.datetime:
+    """A date-time or a partial date, comparable across offsets (dates count as midnight UTC)."""
+    if "T" not in value:
+        value = (value + "-01-01"[len(value) - 4:]) + "T00:00:00+00:00"
+    return dt.datetime.fromisoformat(value)
+
+
+def consequences(concept_name: str, record: dict[str, Any],
+                 current: Callable[[str, str], dict | None]) -> list[tuple[str, dict]]:
+    """Other records a saved record changes, as (concept, new record): an adherence report
+    becomes the prescription's latest adherence statement (the US Core adherence extension on
+    its MedicationRequest) unless a newer one is there already."""
+    if concept_name != "adherence":
+        return []
+    prescription = current("prescription", record["prescription_id"])
+    if prescription is None:
+        return []  # the reference check reports it
+    statement = {"finding": record["finding"], "date_asserted": record["recorded_at"],
+                 "source": record["source"]}
+    latest = prescription.get("adherence")
+    if latest == statement or (latest and _instant(latest["date_asserted"])
+                               > _instant(statement["date_asserted"])):
+        return []
+    return [("prescription", {**prescription, "adherence": statement})]
+
+
+def with_consequences(changes: list, rules: Callable, stored: Callable[[str, str], dict | None]
+                      ) -> list:
+    """The batch plus the records its records change (``rules`` is ``consequences``); a
+    changed record already in the batch is replaced there. ``stored`` reads a saved record."""
+    from .registry import concept_by_name
+
+    changes = list(changes)
+    position = {(c.name, r["id"]): i for i, (c, r) in enumerate(changes)}
+
+    def current(concept_name: str, record_id: str) -> dict | None:
+        if (concept_name, record_id) in position:
+            return changes[position[(concept_name, record_id)]][1]
+        return stored(concept_name, record_id)
+
+    index = 0
+    while index < len(changes):
+        concept, record = changes[index]
+        for name, changed in rules(concept.name, record, current):
+            key = (name, changed["id"])
+            if key in position:
+                changes[position[key]] = (changes[position[key]][0], changed)
+            else:
+                position[key] = len(changes)
+                changes.append((concept_by_name(name), changed))
+        index += 1
+    return changes

@@ -31,6 +31,15 @@ class DiscontinuationSchema(BaseSchema):
     by_id = Id(required=True)
 
 
+class AdherenceStatementSchema(BaseSchema):
+    """The latest adherence report on a prescription (kept there by the store)."""
+
+    finding = Choice(("adherent", "non-adherent", "not-taking"), required=True)
+    date_asserted = AwareDateTime(required=True)
+    source = Choice(("self-report", "pill-count", "refill-data", "caregiver-report"),
+                    required=True)
+
+
 class PrescriptionSchema(BaseSchema):
     id = Id(required=True)
     patient_id = Id(required=True)
@@ -59,6 +68,7 @@ class PrescriptionSchema(BaseSchema):
     prior_prescription_id = Id()
     change_reason = Text(500)
     discontinuation = fields.Nested(DiscontinuationSchema)
+    adherence = fields.Nested(AdherenceStatementSchema)
 
     @validates_schema
     def _consistent(self, data, **_):

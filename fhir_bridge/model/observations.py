@@ -2,6 +2,7 @@
 
 from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
+from ..clinical.adherence import finding, proportion_of_days_covered
 from ..clinical.scoring import read
 from ..mapping.catalogs import instruments, measurement_kinds
 from ..mapping.valuemaps import words
@@ -13,8 +14,6 @@ SIDE_EFFECT_ACTIONS = ("none", "monitor", "dose-reduced", "dose-held", "switched
                        "treated")
 ADHERENCE_SOURCES = ("self-report", "pill-count", "refill-data", "caregiver-report")
 ADHERENCE_FINDINGS = ("adherent", "non-adherent", "not-taking")
-#: At or above this proportion of doses taken, a report without a finding counts as adherent.
-ADHERENT_AT_PERCENT = 80.0
 
 
 class ItemAnswerSchema(BaseSchema):
@@ -122,6 +121,13 @@ class SideEffectSchema(BaseSchema):
     note = Text(2000)
 
 
+class FillSchema(BaseSchema):
+    """One pharmacy fill: the day it was dispensed and for how many days."""
+
+    date = IsoDate(required=True)
+    days_supply = fields.Integer(required=True, validate=validate.Range(min=1, max=365))
+
+
 class AdherenceSchema(BaseSchema):
     id = Id(required=True)
     patient_id = Id(required=True)
@@ -133,6 +139,7 @@ class AdherenceSchema(BaseSchema):
     doses_taken = fields.Integer(validate=validate.Range(min=0))
     proportion_percent = fields.Float(validate=validate.Range(min=0, max=100), allow_nan=False)
     finding = Choice(ADHERENCE_FINDINGS)
+    fills = fields.List(fields.Nested(FillSchema), validate=validate.Length(min=1, max=60))
     recorded_at = AwareDateTime(required=True)
     reported_by = fields.Nested(PersonRefSchema)
     status = Choice(words("observation-status"), load_default="final")
@@ -147,18 +154,34 @@ class AdherenceSchema(BaseSchema):
                                   "doses_taken" if taken is None else "doses_prescribed")
         if prescribed is not None and taken > prescribed:
             raise ValidationError("cannot exceed doses_prescribed", "doses_taken")
+        if data.get("fills") is not None:
+            if data.get("source") != "refill-data":
+                raise ValidationError("fills come with source refill-data", "fills")
+            if prescribed is not None:
+                raise ValidationError("give fills or doses, not both", "fills")
         if prescribed is None and data.get("proportion_percent") is None \
-                and data.get("finding") is None:
-            raise ValidationError("give doses, proportion_percent or finding", "proportion_percent")
+                and data.get("finding") is None and data.get("fills") is None:
+            raise ValidationError("give doses, fills, proportion_percent or finding",
+                                  "proportion_percent")
 
     @post_load
     def _derive(self, data, **_):
-        if data.get("doses_prescribed") and data.get("proportion_percent") is None:
-            data["proportion_percent"] = round(100.0 * data["doses_taken"]
-                                               / data["doses_prescribed"], 1)
+        """The proportion from doses or fills (PDC), and the finding from the proportion."""
+        derived = None
+        if data.get("doses_prescribed"):
+            derived = round(100.0 * data["doses_taken"] / data["doses_prescribed"], 1)
+        elif data.get("fills"):
+            derived = proportion_of_days_covered(data["period_start"], data["period_end"],
+                                                 data["fills"])
+            data["fills"] = sorted(data["fills"], key=lambda f: f["date"])
+        if derived is not None:
+            given = data.get("proportion_percent")
+            if given is not None and abs(given - derived) > 0.05:
+                raise ValidationError(f"is {given} but the data give {derived}",
+                                      "proportion_percent")
+            data["proportion_percent"] = derived
         if data.get("finding") is None:
-            data["finding"] = "adherent" if data["proportion_percent"] >= ADHERENT_AT_PERCENT \
-                else "non-adherent"
+            data["finding"] = finding(data["proportion_percent"])
         return data
 
 

@@ -14,6 +14,7 @@ from ..errors import Conflict, InvalidInput, Issue, NotFound
 from ..fhir import jsonio
 from ..fhir.validate import validate_resource
 from ..mapping.engine import Mapper
+from ..model.changes import with_consequences
 from ..model.registry import Concept
 from . import tables as t
 
@@ -44,10 +45,18 @@ class ResourceChange:
     operation: str  # upsert | delete
 
 
+Consequences = Callable[[str, dict, Callable[[str, str], "dict | None"]], list[tuple[str, dict]]]
+
+
 class RecordStore:
-    def __init__(self, engine: sa.Engine, mapper: Mapper):
+    def __init__(self, engine: sa.Engine, mapper: Mapper,
+                 consequences: Consequences | None = None):
+        """``consequences(concept, record, current)`` names other records a saved record
+        changes (e.g. an adherence report on its prescription); they are saved in the same
+        transaction."""
         self.engine = engine
         self.mapper = mapper
+        self.consequences = consequences
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -96,7 +105,11 @@ class RecordStore:
         """
         create_only = set(create_only)
         expected_versions = expected_versions or {}
-        # Map and validate before touching the database: a bad record writes nothing.
+        changes = list(changes)
+        if self.consequences is not None:
+            with self.engine.connect() as conn:
+                changes = self._with_consequences(conn, changes)
+        # Map and validate before writing: a bad record writes nothing.
         mapped = []
         for concept, record in changes:
             resources = self.mapper.to_fhir(concept.name, record)
@@ -144,6 +157,14 @@ class RecordStore:
             if also is not None:
                 also(conn, saved)
         return saved
+
+    def _with_consequences(self, conn, changes: list) -> list:
+        """Add (or fold into the batch) the records that the batch's records change."""
+        def stored(concept_name: str, record_id: str) -> dict | None:
+            return conn.execute(sa.select(t.records.c.data).where(
+                t.records.c.concept == concept_name, t.records.c.id == record_id)).scalar()
+
+        return with_consequences(changes, self.consequences, stored)
 
     def _check_references(self, conn, concept: Concept, record: dict,
                           batch: set[tuple[str, str]]) -> None:
