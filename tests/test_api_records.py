@@ -70,6 +70,8 @@ def test_a_dose_change_makes_a_new_prescription_and_stops_the_old_one(loaded_cli
     assert (new["prior_prescription_id"], new["dose"], new["status"], new["start_date"]) == \
         ("p01-rx2", {"value": 150.0, "unit": "mg"}, "active", "2025-04-28")
     assert new["drug"] == "sertraline" and new["indication_diagnosis_id"] == "p01-dx1"
+    assert new["product"] == change["product"]
+    assert "sig" not in new  # "Take 1 tablet" described the old strength
     old = loaded_client.get("/api/v1/prescriptions/p01-rx2").json
     assert (old["status"], old["end_date"]) == ("stopped", "2025-04-28")
     fhir = loaded_client.get("/api/v1/prescriptions/p01-rx3/fhir").json

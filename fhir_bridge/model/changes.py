@@ -15,9 +15,11 @@ from typing import Any, Callable
 from ..errors import Conflict, Issue
 
 OPEN_STATUSES = ("active", "on-hold", "draft")
-COPIED = ("patient_id", "drug", "product", "route", "frequency", "period", "period_unit",
-          "time_of_day", "as_needed", "as_needed_reason", "indication_diagnosis_id", "sig",
-          "instructions", "refills", "quantity", "days_supply")
+# Copied from the replaced prescription unless the change gives them. The product and the sig
+# name a strength and directions that a new dose makes wrong: they come only from the change.
+COPIED = ("patient_id", "drug", "route", "frequency", "period", "period_unit", "time_of_day",
+          "as_needed", "as_needed_reason", "indication_diagnosis_id", "instructions", "refills",
+          "quantity", "days_supply")
 CHANGED = ("dose", "frequency", "period", "period_unit", "time_of_day", "sig", "instructions",
            "product", "quantity", "refills", "days_supply", "authored_on")
 
