@@ -47,9 +47,55 @@ class BadRequest(BridgeError):
     code = "invalid"
 
 
+class Unauthorized(BridgeError):
+    """No usable bearer token: missing, malformed, expired, badly signed or from an unknown
+    issuer (401). ``error`` is the RFC 6750 error code for WWW-Authenticate (None when the
+    request carried no token at all)."""
+
+    status = 401
+    code = "login"
+
+    def __init__(self, message: str, error: str | None = "invalid_token",
+                 issues: list[Issue] | None = None):
+        super().__init__(message, issues)
+        self.error = error
+
+    @property
+    def www_authenticate(self) -> str:
+        if self.error is None:
+            return 'Bearer realm="fhir-bridge"'
+        return f'Bearer realm="fhir-bridge", error="{self.error}"'
+
+
+class Forbidden(BridgeError):
+    """A valid token whose scopes or patient context do not allow this request (403)."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(BridgeError):
     status = 404
     code = "not-found"
+
+
+class Gone(BridgeError):
+    """The resource existed and was deleted (410)."""
+
+    status = 410
+    code = "deleted"
+
+
+class MethodNotAllowed(BridgeError):
+    status = 405
+    code = "not-supported"
+
+
+class NotAcceptable(BridgeError):
+    """The client accepts no format this server answers in (406)."""
+
+    status = 406
+    code = "not-supported"
 
 
 class Conflict(BridgeError):

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 
 from fhir_bridge import PROJECT_ROOT
 from fhir_bridge.app import create_app
+from fhir_bridge.auth.mint import mint_dev_token
 from fhir_bridge.fhir import jsonio
 from fhir_bridge.store import tables
+
+pytest_plugins = ["tests.log_privacy"]
 
 FIXTURES = PROJECT_ROOT / "fixtures"
 SHARED_CODES = PROJECT_ROOT.parent / "shared" / "reference" / "codes.csv"
@@ -48,9 +52,37 @@ def database_url(request, tmp_path) -> str:
     return PG_URL
 
 
+#: The development issuer's secret in every test (tests about a missing secret unset it).
+TEST_SECRET = "test-secret-for-fhir-bridge-0123456789abcdef"
+FULL_ACCESS = ("system/*.cruds",)
+
+
+@pytest.fixture(autouse=True)
+def dev_secret(monkeypatch):
+    monkeypatch.setenv("FHIR_BRIDGE_DEV_SECRET", TEST_SECRET)
+    return TEST_SECRET
+
+
+def token_for(app, *scopes: str, **claims) -> str:
+    """A token of the development issuer for ``app`` (claims: patient, subject, ttl_seconds)."""
+    return mint_dev_token(app.extensions["fhir_bridge.auth"].settings, scopes or FULL_ACCESS,
+                          environ={"FHIR_BRIDGE_DEV_SECRET": TEST_SECRET}, **claims)
+
+
+class FullAccessClient(FlaskClient):
+    """A test client that sends a full-access system token unless a test says otherwise
+    (``environ_base["HTTP_AUTHORIZATION"]``, or an Authorization header on one request)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(
+            self.application, ttl_seconds=3600)
+
+
 @pytest.fixture
 def app(database_url):
     app = create_app({"database_url": database_url})
+    app.test_client_class = FullAccessClient
     yield app
     app.extensions["fhir_bridge"].engine.dispose()
 
@@ -59,6 +91,7 @@ def app(database_url):
 def sqlite_app(tmp_path):
     """The app on SQLite only, for tests about the API rather than the database."""
     app = create_app({"database_url": f"sqlite:///{tmp_path / 'bridge.db'}"})
+    app.test_client_class = FullAccessClient
     yield app
     app.extensions["fhir_bridge"].engine.dispose()
 
@@ -68,12 +101,20 @@ def client(app):
     return app.test_client()
 
 
+#: Tables that every request writes to by design: the audit trail records refused and
+#: unchanged requests too (tests/test_fhir_api.py checks it).
+AUDIT_TABLES = ("audit_events",)
+
+
 def snapshot(app) -> dict[str, list]:
-    """Every row of every table: compare before and after to prove nothing was written."""
+    """Every row of every table but the audit trail: compare before and after to prove
+    nothing was written."""
     engine = app.extensions["fhir_bridge"].engine
     out = {}
     with engine.connect() as conn:
         for table in tables.metadata.sorted_tables:
+            if table.name in AUDIT_TABLES:
+                continue
             rows = conn.execute(sa.select(table)).all()
             out[table.name] = sorted((tuple(str(v) for v in row) for row in rows))
     return out

@@ -9,7 +9,7 @@ import hashlib
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from flask import request
+from flask import g, request
 
 from ..errors import Conflict, Issue
 from ..store import tables as t
@@ -30,7 +30,13 @@ def request_key() -> tuple[str, str] | None:
         return None
     if len(key) > 200:
         raise Conflict("Idempotency-Key is too long", [Issue(HEADER, "at most 200 characters")])
-    digest = hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n"
+    # The caller is part of the request: another token's key never replays (nor leaks) an
+    # answer made for someone else.
+    principal = g.get("principal")
+    caller = f"{principal.issuer}|{principal.subject}|{principal.patient_id or ''}" \
+        if principal is not None else ""
+    digest = hashlib.sha256(caller.encode() + b"\n" + request.method.encode() + b" "
+                            + request.path.encode() + b"\n"
                             + request.get_data(cache=True)).hexdigest()
     return key, digest
 

@@ -30,6 +30,26 @@ def operation_outcome(message: str, issues: list[Issue], code: str = "invalid",
             "issue": entries}
 
 
+def safety_warnings(issues: list[dict], mapper) -> dict:
+    """DetectedIssue records as an OperationOutcome of warnings: one issue each, coded with
+    the rule (local code system medication-safety-rule), naming the field it is about and the
+    DetectedIssue it was stored as. Validated like every resource the bridge writes."""
+    from ..clinical.safety import warning_path
+    from ..fhir.validate import validate_resource
+
+    system = mapper.terminology.local_system("medication-safety-rule")
+    outcome = {"resourceType": "OperationOutcome", "issue": [
+        {"severity": "warning", "code": "informational",
+         "details": {"coding": [{"system": system, "code": i["rule"], "display": i["text"]}],
+                     "text": i["text"]},
+         "diagnostics": f"{i['severity']}: {i['detail']} "
+                        f"({mapper.reference('detected-issue', i['id'])}; source: "
+                        f"{i['source']})",
+         "expression": [warning_path(i["rule"])]} for i in issues]}
+    validate_resource(outcome)
+    return outcome
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
@@ -43,8 +63,11 @@ def register_error_handlers(app: Flask) -> None:
     def _bridge_error(exc: BridgeError):
         if exc.status >= 500:
             log.error("request failed: %s (%s)", type(exc).__name__, exc.code)
-        return outcome_response(exc.status, operation_outcome(exc.message, exc.issues,
-                                                              exc.code))
+        response = outcome_response(exc.status, operation_outcome(exc.message, exc.issues,
+                                                                  exc.code))
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = getattr(exc, "www_authenticate", "Bearer")
+        return response
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
