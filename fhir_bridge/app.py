@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 import sqlalchemy as sa
 from flask import Flask
 
+from .audit.writes import write_listener
+from . import logs
 from .config import load_config
 from .fhir.validate import warm
 from .mapping.engine import Mapper
 from .model.changes import consequences
 from .store.database import create_engine, migrate
 from .store.records import RecordStore
+from .sync.provenance import provenance_listener
 
 
 @dataclass
@@ -32,18 +34,29 @@ def build_bridge(config: dict[str, Any]) -> Bridge:
     migrate(engine)
     mapper = Mapper(config["identifier_system_base"], config["local_code_system_base"])
     warm()  # load the FHIR model classes now, not on the first request
-    return Bridge(config, engine, mapper, RecordStore(engine, mapper, consequences))
+    store = RecordStore(engine, mapper, consequences)
+    # Inside every saving transaction: audit (or note for the request's audit) and
+    # Provenance for what sync pulled in.
+    store.listeners.extend([write_listener(mapper), provenance_listener()])
+    # The subscription event log, numbered in the same transaction as the change.
+    from .subscriptions import record_events
+
+    store.listeners.append(record_events)
+    return Bridge(config, engine, mapper, store)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the service. ``config`` overrides config files and environment (tests use it)."""
     settings = load_config(config)
-    logging.basicConfig(level=settings.get("log_level", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.configure(settings.get("log_level", "INFO"))
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(settings["max_request_bytes"])
     app.json.sort_keys = False
     app.extensions["fhir_bridge"] = build_bridge(settings)
+
+    from .auth import install as install_auth
+
+    install_auth(app, settings)  # first: its before_request hook runs before any other
 
     from .api import health, openapi, records
     from .api.outcome import register_error_handlers
@@ -51,5 +64,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(records.bp)
+    from .audit import http as audit_http
+    from .facade import views as fhir_views
+
+    app.register_blueprint(fhir_views.bp)
+    from .subscriptions import install as install_subscriptions
+
+    install_subscriptions(app)  # /fhir/Subscription (literal rules win over /fhir/<type>)
+    audit_http.register(app)
     register_error_handlers(app)
     return app

@@ -15,7 +15,7 @@ from fhir_bridge.sync.conflicts import list_conflicts
 from fhir_bridge.sync.pull import Puller
 from fhir_bridge.sync.service import resolve_conflict
 
-from .conftest import SHARED_CODES, hapi_count
+from .conftest import SHARED_CODES, hapi_count, token_for
 from .test_sync_push_hapi import CLIENTS, make_pusher
 
 pytestmark = pytest.mark.hapi
@@ -91,6 +91,29 @@ def test_an_edit_made_on_the_server_is_pulled_into_the_internal_model(synced):
     assert outbox.status_counts(bridge.engine).get("pending", 0) == 0  # no echo back
     assert make_pusher(bridge, base).push_all().sent == 0
     assert make_puller(bridge, pusher).pull().applied == 0
+
+
+def test_a_pulled_change_carries_provenance_and_sync_is_audited(synced):
+    app, bridge, pusher, base = synced
+    rid = remote_id(bridge, pusher, "MedicationRequest", "rx-p01-rx2")
+    edit_on_server(base, "MedicationRequest", rid, lambda r: r["dosageInstruction"][0].update(
+        patientInstruction="Take in the evening."))
+    assert make_puller(bridge, pusher).pull().applied == 1
+    client = app.test_client()
+    bundle = client.get("/fhir/MedicationRequest",
+                        query_string=[("_id", "rx-p01-rx2"),
+                                      ("_revinclude", "Provenance:target")]).json
+    provenances = [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "include"]
+    assert len(provenances) == 1
+    provenance = provenances[0]
+    assert {"reference": "MedicationRequest/rx-p01-rx2/_history/2"} in provenance["target"]
+    assert provenance["agent"][0]["who"]["identifier"]["value"] == pusher.target.name
+    assert provenance["activity"]["coding"][0]["code"] == "UPDATE"
+    audit_scope = {"Authorization": "Bearer " + token_for(app, "system/AuditEvent.rs")}
+    events = client.get("/fhir/AuditEvent", query_string={"patient": "pat-p01", "_count": 500},
+                        headers=audit_scope).json
+    subtypes = {e["resource"]["subtype"][0]["code"] for e in events["entry"]}
+    assert {"sync-push", "sync-pull"} <= subtypes
 
 
 def test_an_edit_on_both_sides_becomes_a_conflict_and_overwrites_nothing(synced):

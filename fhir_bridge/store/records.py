@@ -45,6 +45,22 @@ class ResourceChange:
     operation: str  # upsert | delete
 
 
+@dataclass(frozen=True)
+class ResourceEvent:
+    """A resource change, as listeners (subscriptions) see it inside the saving transaction."""
+
+    resource_type: str
+    id: str
+    version_id: int
+    operation: str  # upsert | delete
+    resource: dict | None  # the new version with meta.versionId/lastUpdated; None if deleted
+    previous: dict | None  # the version before, if any
+    patient_id: str | None
+    source: str
+
+
+Listener = Callable[[sa.Connection, list[ResourceEvent]], None]
+
 Consequences = Callable[[str, dict, Callable[[str, str], "dict | None"]], list[tuple[str, dict]]]
 
 
@@ -57,6 +73,9 @@ class RecordStore:
         self.engine = engine
         self.mapper = mapper
         self.consequences = consequences
+        #: Called inside each saving transaction with the resource changes it made (the
+        #: subscription event log is written this way, so no change can be missed).
+        self.listeners: list[Listener] = []
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -118,6 +137,7 @@ class RecordStore:
             mapped.append(resources)
         now = utcnow()
         saved: list[StoredRecord] = []
+        events: list[ResourceEvent] = []
         with self.engine.begin() as conn:
             batch = {(c.name, r["id"]) for c, r in changes}
             for index, (concept, record) in enumerate(changes):
@@ -152,8 +172,11 @@ class RecordStore:
                         t.records.c.concept == concept.name,
                         t.records.c.id == record["id"]).values(**values))
                 self._write_resources(conn, concept, record["id"], patient_id, mapped[index],
-                                      now, source)
+                                      now, source, events)
                 saved.append(StoredRecord(concept.name, record["id"], version, record, now))
+            if events:
+                for listener in self.listeners:
+                    listener(conn, events)
             if also is not None:
                 also(conn, saved)
         return saved
@@ -164,7 +187,12 @@ class RecordStore:
             return conn.execute(sa.select(t.records.c.data).where(
                 t.records.c.concept == concept_name, t.records.c.id == record_id)).scalar()
 
-        return with_consequences(changes, self.consequences, stored)
+        def listed(concept_name: str, patient_id: str) -> list[dict]:
+            return list(conn.execute(sa.select(t.records.c.data).where(
+                t.records.c.concept == concept_name, t.records.c.patient_id == patient_id)
+                .order_by(t.records.c.id)).scalars())
+
+        return with_consequences(changes, self.consequences, stored, listed)
 
     def _check_references(self, conn, concept: Concept, record: dict,
                           batch: set[tuple[str, str]]) -> None:
@@ -178,8 +206,8 @@ class RecordStore:
                                "exist", issues)
 
     def _write_resources(self, conn, concept: Concept, record_id: str, patient_id: str | None,
-                         resources: list[dict], now: dt.datetime,
-                         source: str) -> list[ResourceChange]:
+                         resources: list[dict], now: dt.datetime, source: str,
+                         events: list[ResourceEvent]) -> list[ResourceChange]:
         changes: list[ResourceChange] = []
         owned = {(row.resource_type, row.id): row for row in conn.execute(
             sa.select(t.resources).where(t.resources.c.concept == concept.name,
@@ -210,6 +238,9 @@ class RecordStore:
                     t.resources.c.resource_type == key[0], t.resources.c.id == key[1])
                     .values(**values))
             changes.append(ResourceChange(key[0], key[1], version_id, "upsert"))
+            events.append(ResourceEvent(key[0], key[1], version_id, "upsert",
+                                        with_meta(resource, version_id, now),
+                                        _previous(row), patient_id, source))
             conn.execute(t.resource_history.insert().values(
                 resource_type=key[0], id=key[1], version_id=version_id, last_updated=now,
                 content=content, deleted=False, source=source))
@@ -224,6 +255,8 @@ class RecordStore:
                 resource_type=rtype, id=rid, version_id=version_id, last_updated=now,
                 content=None, deleted=True, source=source))
             changes.append(ResourceChange(rtype, rid, version_id, "delete"))
+            events.append(ResourceEvent(rtype, rid, version_id, "delete", None, _previous(row),
+                                        patient_id, source))
         if changes:
             # Children first (assessment items, goals), their parent last: the parent points at
             # them, so a sync worker taking rows in order has every target of a reference sent
@@ -234,6 +267,26 @@ class RecordStore:
                      operation=c.operation, status="pending", attempts=0, created_at=now)
                 for c in changes])
         return changes
+
+
+def with_meta(resource: dict, version_id: int, last_updated: dt.datetime) -> dict:
+    """The resource as served: meta.versionId and meta.lastUpdated first, then the rest."""
+    meta = {"versionId": str(version_id), "lastUpdated": instant(last_updated)}
+    meta.update(resource.get("meta") or {})
+    out = {"resourceType": resource["resourceType"], "id": resource["id"], "meta": meta}
+    out.update((k, v) for k, v in resource.items() if k not in out)
+    return out
+
+
+def instant(value: dt.datetime) -> str:
+    """A FHIR instant with its offset (the store keeps UTC)."""
+    return as_utc(value).isoformat(timespec="milliseconds")
+
+
+def _previous(row) -> dict | None:
+    if row is None or row.deleted:
+        return None
+    return with_meta(jsonio.loads(row.content), row.version_id, as_utc(row.last_updated))
 
 
 def _exists(conn, concept_name: str, record_id: str) -> bool:

@@ -128,3 +128,67 @@ sync_rejects = sa.Table(
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+#: One AuditEvent per access (read, search, write, sync, notification): who, what, which
+#: patient, outcome. The FHIR JSON is in content; the columns are what searches filter on.
+audit_events = sa.Table(
+    "audit_events", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("recorded", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("patient_id", sa.String(64), index=True),  # internal id of the patient concerned
+    sa.Column("action", sa.String(1), nullable=False),  # C R U D E
+    sa.Column("subtype", sa.String(40), nullable=False),  # read, search-type, create, push, ...
+    sa.Column("outcome", sa.String(2), nullable=False),  # 0 success, 4 minor, 8 serious failure
+    sa.Column("agent", sa.String(200)),  # the token's subject, or the worker's name
+    sa.Column("content", sa.Text, nullable=False),
+)
+
+#: Subscriptions (fhir_bridge/subscriptions): the Subscription resource as the client wrote it,
+#: with what the listener needs in columns. ``event_count`` is the last event number assigned
+#: (events_since_subscription_start), bumped in the transaction that saved the change.
+subscriptions = sa.Table(
+    "subscriptions", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),  # topic | criteria
+    sa.Column("topic", sa.String(200)),  # topic canonical (topic-based only)
+    sa.Column("criteria", sa.Text, nullable=False),  # filters (topic) or the R4 criteria, JSON
+    sa.Column("patient_ref", sa.String(64), index=True),  # the Patient id the filters name
+    sa.Column("status", sa.String(10), nullable=False),  # requested | active | error | off
+    sa.Column("event_count", sa.Integer, nullable=False, default=0),
+    sa.Column("version_id", sa.Integer, nullable=False),
+    sa.Column("last_updated", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("ends_at", sa.DateTime(timezone=True)),
+    sa.Column("owner", sa.String(200)),  # the subject of the token that created it
+    sa.Column("content", sa.Text, nullable=False),  # the Subscription JSON without meta/status
+)
+
+#: The durable event log: one row per event per subscription, numbered 1, 2, 3, ... without
+#: gaps. Resources are named with their version, so a late delivery sends what changed then.
+subscription_events = sa.Table(
+    "subscription_events", metadata,
+    sa.Column("subscription_id", sa.String(64), primary_key=True),
+    sa.Column("event_number", sa.Integer, primary_key=True),
+    sa.Column("recorded", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("focus_type", sa.String(40), nullable=False),
+    sa.Column("focus_id", sa.String(64), nullable=False),
+    sa.Column("focus_version", sa.Integer, nullable=False),
+    sa.Column("operation", sa.String(10), nullable=False),  # create | update | delete
+    sa.Column("context", sa.Text, nullable=False),  # JSON [[type, id, version, operation], ...]
+    sa.Column("patient_id", sa.String(64)),  # internal id of the patient concerned
+    sa.Column("patient_reference", sa.String(80)),  # Patient/<id>, for the audit
+)
+
+#: Delivery state per subscription, claimed by workers with a lease (like the outbox).
+subscription_delivery = sa.Table(
+    "subscription_delivery", metadata,
+    sa.Column("subscription_id", sa.String(64), primary_key=True),
+    sa.Column("handshake_done", sa.Boolean, nullable=False, default=False),
+    sa.Column("delivered_through", sa.Integer, nullable=False, default=0),  # last event sent
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),  # consecutive failures
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("heartbeat_due_at", sa.DateTime(timezone=True)),
+    sa.Column("last_sent_at", sa.DateTime(timezone=True)),
+    sa.Column("last_error", sa.String(200)),  # "HTTP 503", "ConnectionError": never a body
+    sa.Column("claimed_by", sa.String(80)),
+    sa.Column("claimed_until", sa.DateTime(timezone=True)),
+)

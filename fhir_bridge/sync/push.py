@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from .. import audit
 from ..errors import RemoteConflict, RemoteError, RemoteRejected, RemoteUnavailable
 from ..fhir import jsonio, references
 from ..store import outbox
@@ -314,8 +315,10 @@ class Pusher:
                     confirmed.append((entry.resource_type, entry.local_id, remote_id, version,
                                       entry.content_hash))
             remote_map.remember_many(conn, self.target.name, confirmed)
-            now_stored = _current(conn, {e.key for e in entries if not e.deleted},
-                                  columns=("content_hash",))
+            now_stored = _current(conn, {e.key for e in entries},
+                                  columns=("content_hash", "patient_id"))
+            audit.record(conn, _audit_entries(self.target.name, self.worker, entries,
+                                              now_stored))
             moved = [e for e in entries if not e.deleted
                      and now_stored[e.key].content_hash != e.content_hash]
             if moved:  # changed while we were sending: make sure the newer content goes too
@@ -378,6 +381,20 @@ def _current(conn: sa.Connection, keys: set[tuple[str, str]],
                     res.c.resource_type == rtype, res.c.id.in_(ids[start:start + 500]))):
                 out[(rtype, row.id)] = row
     return out
+
+
+def _audit_entries(target: str, worker: str, entries: list[Entry],
+                   stored: dict) -> list[audit.AuditEntry]:
+    """One AuditEvent per patient whose resources went to the target (a disclosure)."""
+    by_patient: dict[str | None, list[Entry]] = {}
+    for entry in entries:
+        row = stored.get(entry.key)
+        by_patient.setdefault(row.patient_id if row is not None else None, []).append(entry)
+    return [audit.AuditEntry(
+        action="R", subtype="sync-push", kind="transmit", agent=f"{worker} -> {target}",
+        patient_id=patient_id,
+        entities=[f"{e.resource_type}/{e.local_id}" for e in group])
+        for patient_id, group in by_patient.items()]
 
 
 def _uuid(target: str, key: tuple[str, str]) -> uuid.UUID:

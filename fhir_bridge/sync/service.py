@@ -22,8 +22,9 @@ from .push import Pusher
 from .targets import BRIDGE_TAG, Target, target_from_config
 
 #: Delete order for clean-up: what points at others goes first.
-CLEAN_ORDER = ("Flag", "CarePlan", "CareTeam", "Observation", "MedicationRequest", "Goal",
-               "Condition", "RelatedPerson", "Patient", "Practitioner")
+CLEAN_ORDER = ("Flag", "DetectedIssue", "CarePlan", "CareTeam", "Observation",
+               "MedicationRequest", "Goal", "Condition", "RelatedPerson", "Patient",
+               "Practitioner")
 
 
 def client_for(target: Target) -> FhirClient:
