@@ -1,0 +1,251 @@
+"""The Subscription endpoints at /fhir: create, read, update, delete, list, ``$status`` and
+``$events``. Registered beside the /fhir read/search blueprint; Flask prefers these literal
+``/fhir/Subscription`` rules over its generic ``/fhir/<type>/<id>``.
+
+Access: ``current_principal().require("Subscription", c|r|u|d|s)``; a patient-context token
+subscribes only to its own patient (its filters must name it) and sees only those
+subscriptions (others answer 404, so their existence does not leak).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, g, request
+
+from ..api.body import json_body
+from ..auth import current_principal
+from ..errors import BadRequest, Forbidden, Issue, NotFound
+from ..facade.query import parse_criteria
+from ..fhir import jsonio
+from ..fhir.validate import validate_resource
+from ..store.records import instant, utcnow
+from . import repository
+from .notify import notification_bundle, status_bundle
+from .repository import StoredSubscription
+from .resource import CONTENTS, SubscriptionSpec, limited_to, parse_subscription, payload_content
+from .topics import load_topics
+from .worker import public_base, settings_of
+
+bp = Blueprint("subscriptions", __name__, url_prefix="/fhir/Subscription")
+
+FHIR_JSON = "application/fhir+json"
+MAX_EVENTS = 1000
+MAX_LIST = 500
+
+
+def _principal():
+    return current_principal()
+
+
+def _patient_context(principal) -> str | None:
+    return principal.patient_id if getattr(principal, "context", None) == "patient" else None
+
+
+def _bridge():
+    return current_app.extensions["fhir_bridge"]
+
+
+def _settings() -> dict:
+    return settings_of(_bridge().config)
+
+
+def _base() -> str:
+    return public_base(_bridge().config)
+
+
+def _fhir(body: dict | None, status: int = 200, headers: dict | None = None) -> Response:
+    data = jsonio.dumpb(body) if body is not None else b""
+    return Response(data, status=status, headers=headers or {},
+                    content_type=f"{FHIR_JSON}; charset=utf-8")
+
+
+def _headers(sub: StoredSubscription) -> dict:
+    return {"ETag": f'W/"{sub.version_id}"',
+            "Last-Modified": sub.last_updated.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+            "Location": f"{_base()}/Subscription/{sub.id}/_history/{sub.version_id}"}
+
+
+def _visible(sub_id: str, principal) -> StoredSubscription:
+    sub = repository.get(_bridge().engine, sub_id)
+    patient = _patient_context(principal)
+    if patient is not None and sub.patient_ref != patient:
+        raise NotFound(f"no Subscription {sub_id!r}")
+    _touched([f"Subscription/{sub.id}"], [])
+    return sub
+
+
+def _touched(entities: list[str], patients: list[str]) -> None:
+    """Tell the request audit hook what this request touched."""
+    audit = g.setdefault("audit_touched", {"entities": [], "patients": set(), "query": None})
+    audit["entities"].extend(entities)
+    audit["patients"].update(p for p in patients if p)
+
+
+def _accept(principal) -> SubscriptionSpec:
+    spec = parse_subscription(json_body(), _settings())
+    # Notifications disclose changes of the focus type: subscribing needs read access to it.
+    principal.require(spec.topic.resource if spec.topic else spec.searches()[0].resource_type,
+                      "r")
+    patient = _patient_context(principal)
+    if patient is not None and not limited_to(spec, patient):
+        raise Forbidden(f"this token may subscribe to Patient/{patient} only",
+                        [Issue("Subscription.criteria",
+                               f"name patient=Patient/{patient} in every filter", "forbidden")])
+    return spec
+
+
+def _served(sub: StoredSubscription) -> dict:
+    resource = sub.as_fhir()
+    validate_resource(resource)
+    return resource
+
+
+@bp.post("")
+def create():
+    principal = _principal()
+    principal.require("Subscription", "c")
+    spec = _accept(principal)
+    sub = repository.create(_bridge().engine, spec, getattr(principal, "subject", None))
+    _touched([f"Subscription/{sub.id}"], [])
+    return _fhir(_served(sub), 201, _headers(sub))
+
+
+@bp.get("")
+def search():
+    principal = _principal()
+    principal.require("Subscription", "s")
+    unknown = set(request.args) - {"_format"}
+    if unknown:
+        raise BadRequest("unsupported search parameters",
+                         [Issue(n, "is not supported for Subscription", "not-supported")
+                          for n in sorted(unknown)])
+    subs = repository.listing(_bridge().engine, _patient_context(principal), limit=MAX_LIST)
+    _touched([f"Subscription/{s.id}" for s in subs], [])
+    base = _base()
+    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(subs),
+              "timestamp": instant(utcnow()),
+              "link": [{"relation": "self", "url": f"{base}/Subscription"}],
+              "entry": [{"fullUrl": f"{base}/Subscription/{s.id}", "resource": _served(s),
+                         "search": {"mode": "match"}} for s in subs]}
+    return _fhir(bundle)
+
+
+@bp.get("/<sub_id>")
+def read(sub_id: str):
+    principal = _principal()
+    principal.require("Subscription", "r")
+    sub = _visible(sub_id, principal)
+    return _fhir(_served(sub), headers=_headers(sub))
+
+
+@bp.put("/<sub_id>")
+def update(sub_id: str):
+    principal = _principal()
+    principal.require("Subscription", "u")
+    body = json_body()
+    if not isinstance(body, dict) or body.get("id") != sub_id:
+        raise BadRequest("the body's id must match the URL",
+                         [Issue("Subscription.id", f"must be {sub_id!r}")])
+    _visible(sub_id, principal)
+    spec = _accept(principal)
+    expected = None
+    if_match = request.headers.get("If-Match")
+    if if_match:
+        try:
+            expected = int(if_match.strip().removeprefix("W/").strip('"'))
+        except ValueError:
+            raise BadRequest("If-Match must be an ETag like W/\"3\"",
+                             [Issue("If-Match", "not a version")]) from None
+    sub = repository.update(_bridge().engine, sub_id, spec, expected)
+    return _fhir(_served(sub), headers=_headers(sub))
+
+
+@bp.delete("/<sub_id>")
+def delete(sub_id: str):
+    principal = _principal()
+    principal.require("Subscription", "d")
+    _visible(sub_id, principal)
+    repository.delete(_bridge().engine, sub_id)
+    return Response(status=204)
+
+
+@bp.route("/<sub_id>/$status", methods=["GET", "POST"])
+def status(sub_id: str):
+    principal = _principal()
+    principal.require("Subscription", "r")
+    sub = _visible(sub_id, principal)
+    return _fhir(status_bundle(sub, _base(), utcnow()))
+
+
+def _focus_type(sub: StoredSubscription) -> str:
+    if sub.topic:
+        topic = load_topics().get(sub.topic)
+        if topic is not None:
+            return topic.resource
+    return parse_criteria(sub.filters[0]).resource_type if sub.filters else "Subscription"
+
+
+def _operation_args() -> dict[str, str]:
+    """Parameters of an operation: the query string, or a Parameters body on POST."""
+    args = {k: v for k, v in request.args.items()}
+    if request.method == "POST" and request.get_data(cache=True):
+        body = json_body()
+        if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+            raise BadRequest("the body must be a Parameters resource",
+                             [Issue("resourceType", "must be Parameters")])
+        for index, param in enumerate(body.get("parameter") or []):
+            value = next((v for k, v in param.items() if k.startswith("value")), None) \
+                if isinstance(param, dict) else None
+            if value is None or not isinstance(param.get("name"), str):
+                raise BadRequest("malformed parameter",
+                                 [Issue(f"Parameters.parameter[{index}]",
+                                        "needs a name and a value")])
+            args[param["name"]] = str(value)
+    return args
+
+
+def _number(args: dict[str, str], name: str, default: int) -> int:
+    text = args.get(name)
+    if text is None or text == "":
+        return default
+    text = str(text)
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) < 1:
+        raise BadRequest(f"{name} must be an event number",
+                         [Issue(name, "must be a whole number of at least 1")])
+    return int(text)
+
+
+@bp.route("/<sub_id>/$events", methods=["GET", "POST"])
+def events(sub_id: str):
+    """Past notifications (R5 Backport $events): eventsSinceNumber, eventsUntilNumber
+    (inclusive), content (empty | id-only | full-resource; default the subscription's)."""
+    principal = _principal()
+    principal.require("Subscription", "r")
+    sub = _visible(sub_id, principal)
+    principal.require(_focus_type(sub), "r")  # $events can return the resources themselves
+    args = _operation_args()
+    unknown = set(args) - {"eventsSinceNumber", "eventsUntilNumber", "content", "_format"}
+    if unknown:
+        raise BadRequest("unknown parameters", [Issue(n, "is not a parameter of $events",
+                                                      "not-supported") for n in sorted(unknown)])
+    since = _number(args, "eventsSinceNumber", 1)
+    until = _number(args, "eventsUntilNumber", max(sub.event_count, 1))
+    if until < since:
+        raise BadRequest("eventsUntilNumber is below eventsSinceNumber",
+                         [Issue("eventsUntilNumber", "must not be below eventsSinceNumber")])
+    if until - since + 1 > MAX_EVENTS:
+        raise BadRequest(f"at most {MAX_EVENTS} events at a time",
+                         [Issue("eventsUntilNumber", f"ask for at most {MAX_EVENTS} events")])
+    content = args.get("content") or payload_content(sub.content, sub.kind)
+    if content not in CONTENTS:
+        raise BadRequest("unknown content", [Issue("content", f"must be one of "
+                                                              f"{', '.join(CONTENTS)}")])
+    engine = _bridge().engine
+    with engine.connect() as conn:
+        found = repository.events(conn, sub.id, since, until)
+        versions = repository.versions(conn, [r for e in found for r in (e.focus, *e.context)]) \
+            if content == "full-resource" else {}
+    if content != "empty":
+        _touched([r.reference for e in found for r in (e.focus, *e.context)],
+                 [e.patient_id for e in found])
+    return _fhir(notification_bundle(sub, "query-event", found, content, _base(), utcnow(),
+                                     versions))
