@@ -79,17 +79,65 @@ def load_demo(app) -> dict[str, int]:
     return counts
 
 
-def cmd_serve(args) -> int:
-    from .app import create_app
+DEMO_SCOPE = "system/*.rs"
+DEMO_TOKEN_SECONDS = 3600
 
+
+def cmd_serve(args) -> int:
+    import os
+    import secrets
+
+    from .app import create_app
+    from .config import load_config
+
+    if args.demo:
+        # Demo only: a random development secret for this process when none is set.
+        from .auth.mint import dev_issuer
+
+        secret_env = dev_issuer(load_config().get("auth") or {})["secret_env"]
+        if not os.environ.get(secret_env):
+            os.environ[secret_env] = secrets.token_urlsafe(32)
     app = create_app()
     if args.demo:
+        from .auth.mint import mint_dev_token
+
         counts = load_demo(app)
         print(f"demo data loaded: {sum(counts.values())} records", file=sys.stderr)
+        auth = app.extensions["fhir_bridge.auth"].settings
+        token = mint_dev_token(auth, [DEMO_SCOPE], ttl_seconds=DEMO_TOKEN_SECONDS,
+                               subject="demo")
+        print(f"# a demo token (scope {DEMO_SCOPE}, valid {DEMO_TOKEN_SECONDS // 60} minutes); "
+              "mint more with: fhir-bridge token issue --scope ...", flush=True)
+        print(f"export {secret_env}={os.environ[secret_env]}", flush=True)
+        print(f"export TOKEN={token}", flush=True)
     config = app.extensions["fhir_bridge"].config
     host = args.host or config["server"]["host"]
     port = args.port or int(config["server"]["port"])
+    if (config.get("subscriptions") or {}).get("deliver_in_serve", True):
+        from .subscriptions.worker import start_background
+
+        start_background(app.extensions["fhir_bridge"])  # a daemon thread: ends with the server
     app.run(host=host, port=port, threaded=True)
+    return 0
+
+
+def cmd_subscriptions(args) -> int:
+    """Deliver subscription notifications: one pass (--once) or until interrupted."""
+    import threading
+    from dataclasses import asdict
+
+    from .subscriptions.worker import Deliverer
+
+    bridge = _bridge()
+    deliverer = Deliverer(bridge.engine, bridge.config, worker=args.worker)
+    if args.once:
+        _print_json(asdict(deliverer.run_once()))
+        return 0
+    stop = threading.Event()
+    try:
+        deliverer.run_forever(stop)
+    except KeyboardInterrupt:
+        stop.set()
     return 0
 
 
@@ -118,11 +166,17 @@ def cmd_demo(args) -> int:
     return 0
 
 
+#: Bridges a command opened; main() closes their database pools when the command ends.
+_OPENED: list = []
+
+
 def _bridge():
     from .app import build_bridge
     from .config import load_config
 
-    return build_bridge(load_config())
+    bridge = build_bridge(load_config())
+    _OPENED.append(bridge)
+    return bridge
 
 
 def _print_json(doc: Any) -> None:
@@ -182,6 +236,48 @@ def cmd_target(args) -> int:
     return 0
 
 
+def cmd_token(args) -> int:
+    from .auth.mint import mint_dev_token
+    from .auth.scopes import ScopeError
+    from .config import load_config
+
+    auth = load_config().get("auth") or {}
+    try:
+        token = mint_dev_token(auth, args.scope, issuer=args.issuer, ttl_seconds=args.ttl,
+                               subject=args.subject, patient=args.patient)
+    except (ValueError, ScopeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0
+
+
+def _today(value: str | None, timezone: str) -> "Any":
+    """The day it is: --now (a date, or a date-time with offset, taken in its own offset),
+    else now in the configured timezone."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    if value is None:
+        return dt.datetime.now(ZoneInfo(timezone)).date()
+    if "T" in value:
+        moment = dt.datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise SystemExit("--now needs a timezone offset, e.g. 2025-05-01T08:00:00-04:00")
+        return moment.date()
+    return dt.date.fromisoformat(value)
+
+
+def cmd_monitoring(args) -> int:
+    bridge = _bridge()
+    today = _today(args.now, bridge.config.get("default_timezone") or "UTC")
+    from .clinical.overdue import check_overdue
+
+    found = check_overdue(bridge.store, today)
+    _print_json({"today": today.isoformat(), "newly_overdue": found})
+    return 0
+
+
 def _pretty(doc: Any) -> str:
     import json
 
@@ -221,6 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("action", choices=["check", "clean"])
     target.add_argument("name", help="a profile of config sync.targets")
     target.set_defaults(func=cmd_target)
+    token = sub.add_parser("token", help="mint a development token (HS256, dev issuer)")
+    token.add_argument("action", choices=["issue"])
+    token.add_argument("--scope", action="append", required=True,
+                       help="a SMART scope, e.g. system/*.rs (repeatable)")
+    token.add_argument("--patient", help="the patient claim (required for patient/ scopes)")
+    token.add_argument("--subject", default="fhir-bridge-dev", help="the sub claim")
+    token.add_argument("--ttl", type=int, help="lifetime in seconds (default "
+                                                "auth.token_ttl_seconds)")
+    token.add_argument("--issuer", help="an issuer of auth.issuers with secret_env "
+                                        "(default the first)")
+    token.set_defaults(func=cmd_token)
+    subs = sub.add_parser("subscriptions", help="deliver subscription notifications")
+    subs.add_argument("action", choices=["deliver"])
+    subs.add_argument("--once", action="store_true", help="one delivery pass, then exit")
+    subs.add_argument("--worker", help="this worker's name (default host:random)")
+    subs.set_defaults(func=cmd_subscriptions)
+    monitoring = sub.add_parser("monitoring", help="flag monitoring items past their due date")
+    monitoring.add_argument("action", choices=["check"])
+    monitoring.add_argument("--now", help="the date (or date-time with offset) to check at; "
+                                          "default: now")
+    monitoring.set_defaults(func=cmd_monitoring)
     return parser
 
 
@@ -234,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        while _OPENED:
+            _OPENED.pop().engine.dispose()
 
 
 if __name__ == "__main__":

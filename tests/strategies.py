@@ -202,11 +202,25 @@ def care_plans(draw):
                     "status": draw(st.sampled_from(words("activity-status")))}
         if draw(st.booleans()):
             activity["description"] = draw(text)
-        if draw(st.booleans()):
+        dated = draw(st.booleans())
+        if not dated and draw(st.booleans()):
             activity["schedule"] = {"frequency": draw(st.integers(1, 7)),
                                     "period": draw(st.sampled_from([1.0, 2.0, 4.0])),
                                     "period_unit": draw(st.sampled_from(words("period-unit"))),
                                     "start": start}
+        if dated:  # a monitoring item or a same-day safety activity
+            due_from, due_by = draw(ordered_pair(iso_dates))
+            activity.update(due_from=due_from, due_by=due_by)
+            if kind == "monitoring":
+                activity["measure"] = draw(st.sampled_from(sorted(measurement_kinds())))
+            reason = draw(st.sampled_from(["reason_prescription_id", "reason_assessment_id",
+                                           None]))
+            if reason:
+                activity[reason] = draw(ids)
+            if draw(st.booleans()):
+                activity["result_measurement_id"] = draw(ids)
+            if draw(st.booleans()):
+                activity["overdue_since"] = draw(iso_dates)
         if goal_ids and draw(st.booleans()):
             activity["goal_ids"] = draw(st.lists(st.sampled_from(goal_ids), min_size=1,
                                                  max_size=2, unique=True))
@@ -223,9 +237,18 @@ def care_plans(draw):
     return plan
 
 
+detected_issues = record(
+    {"id": ids, "patient_id": ids, "severity": st.sampled_from(["high", "moderate", "low"]),
+     "rule": st.from_regex(r"\A(max-dose|duplicate|interaction)\.[a-z0-9\-]{1,20}\Z"),
+     "text": text, "detail": text, "source": text, "identified": date_times,
+     "prescription_ids": st.lists(ids, min_size=1, max_size=3)},
+    {"status": st.sampled_from(["final", "preliminary", "amended", "cancelled"])})
+
+
 BY_CONCEPT = {
     "patient": patients, "practitioner": practitioners, "caregiver": caregivers,
     "diagnosis": diagnoses, "prescription": prescriptions(), "assessment": assessments(),
     "side-effect": side_effects, "adherence": adherence_reports(),
     "measurement": measurements(), "care-team": care_teams, "care-plan": care_plans(),
+    "detected-issue": detected_issues,
 }

@@ -37,6 +37,8 @@ US_CORE_ELEMENTS = {
                  "participant[0].member.reference"],
     "Goal": ["lifecycleStatus", "description.text", "subject.reference"],
     "Flag": ["status", "code.text", "subject.reference", "period.start"],
+    "DetectedIssue": ["status", "code.text", "severity", "patient.reference",
+                      "identifiedDateTime", "implicated[0].reference", "detail"],
 }
 
 

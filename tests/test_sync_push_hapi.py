@@ -14,7 +14,7 @@ from .conftest import hapi_count
 
 pytestmark = pytest.mark.hapi
 TYPES = ("Patient", "Practitioner", "RelatedPerson", "Condition", "MedicationRequest", "Flag",
-         "Observation", "CarePlan", "CareTeam", "Goal")
+         "DetectedIssue", "Observation", "CarePlan", "CareTeam", "Goal")
 
 
 CLIENTS: list[FhirClient] = []
@@ -146,3 +146,34 @@ def test_target_clean_removes_only_what_the_bridge_wrote(sqlite_app, hapi_url):
     with bridge.engine.connect() as conn:
         remembered = conn.execute(sa.select(sa.func.count()).select_from(t.remote_resources))
         assert remembered.scalar() == 0
+
+
+def test_monitoring_items_and_safety_issues_reach_the_server(sqlite_app, hapi_url):
+    """What the clinical rules add (monitoring activities, DetectedIssues) is pushed like
+    everything else, with references rewritten to the server's ids."""
+    bridge = sqlite_app.extensions["fhir_bridge"]
+    load_demo(sqlite_app)
+    pusher = make_pusher(bridge, hapi_url)
+    assert pusher.push_all().dead == 0
+
+    def remote(rtype, local_id):
+        with bridge.engine.connect() as conn:
+            return conn.execute(sa.select(t.remote_resources.c.remote_id).where(
+                t.remote_resources.c.resource_type == rtype,
+                t.remote_resources.c.local_id == local_id)).scalar()
+
+    headers = {"Cache-Control": "no-cache"}
+    issue = requests.get(f"{hapi_url}/DetectedIssue/"
+                         f"{remote('DetectedIssue', 'di-p03-rx1.p03-rx3.duplicate.antipsychotics')}",
+                         headers=headers, timeout=30).json()
+    assert issue["patient"]["reference"] == f"Patient/{remote('Patient', 'pat-p03')}"
+    assert {i["reference"] for i in issue["implicated"]} == {
+        f"MedicationRequest/{remote('MedicationRequest', 'rx-p03-rx1')}",
+        f"MedicationRequest/{remote('MedicationRequest', 'rx-p03-rx3')}"}
+    plan = requests.get(f"{hapi_url}/CarePlan/{remote('CarePlan', 'cp-p03-plan')}",
+                        headers=headers, timeout=30).json()
+    monitoring = [a for a in plan["activity"] if a["id"].startswith("mon-")]
+    assert monitoring and all(
+        a["detail"]["extension"][0]["valueReference"]["reference"].startswith(
+            "MedicationRequest/") for a in monitoring)
+    assert {a["detail"]["status"] for a in monitoring} >= {"completed", "scheduled"}

@@ -27,6 +27,20 @@ _ERRORS = {
 }
 
 
+def _with_warnings(ref: dict, description: str) -> dict:
+    """A saved prescription: the record, plus ``warnings`` when the medication safety checks
+    (mappings/medication-safety.yaml) found issues. Warnings never block the save."""
+    return {"description": description + ". When the medication safety checks find a "
+                                          "maximum-dose, duplicate-therapy or combination "
+                                          "issue, `warnings` follows the record's fields: an "
+                                          "OperationOutcome with one warning issue per finding "
+                                          "(also stored as a DetectedIssue). It is not part "
+                                          "of the record; do not send it back.",
+            "content": {"application/json": {"schema": {"allOf": [ref, {
+                "type": "object", "properties": {"warnings": {
+                    "$ref": "#/components/schemas/OperationOutcome"}}}]}}}}
+
+
 def _errors(*codes: str) -> dict:
     return {code: _ERRORS[code] for code in codes}
 
@@ -46,6 +60,9 @@ def build_spec() -> dict:
         ref = {"$ref": f"#/components/schemas/{name}"}
         body = {"required": True, "content": {"application/json": {"schema": ref}}}
         ok = {"description": "The record", "content": {"application/json": {"schema": ref}}}
+        saved = ok
+        if concept.name == "prescription":
+            saved = _with_warnings(ref, "The record")
         base = f"/api/v1/{concept.collection}"
         record_id = {"name": "record_id", "in": "path", "required": True,
                      "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9.\\-]{0,47}$"}}
@@ -63,7 +80,7 @@ def build_spec() -> dict:
             "post": {"summary": f"Create a {concept.name}", "requestBody": body,
                      "parameters": [{"name": "Idempotency-Key", "in": "header",
                                      "schema": {"type": "string", "maxLength": 200}}],
-                     "responses": {"201": ok, **_errors("400", "409", "415", "422")}},
+                     "responses": {"201": saved, **_errors("400", "409", "415", "422")}},
         })
         spec.path(path=base + "/{record_id}", operations={
             "get": {"summary": f"Read a {concept.name}", "parameters": [record_id],
@@ -72,7 +89,8 @@ def build_spec() -> dict:
             "put": {"summary": f"Update a {concept.name}", "requestBody": body,
                     "parameters": [record_id, {"name": "If-Match", "in": "header",
                                                "schema": {"type": "string"}}],
-                    "responses": {"200": ok, **_errors("400", "404", "409", "415", "422")}},
+                    "responses": {"200": saved,
+                                  **_errors("400", "404", "409", "415", "422")}},
         })
     for name, schema in (("DoseChange", DoseChangeSchema),
                          ("Discontinuation", DiscontinuationSchema)):
@@ -84,14 +102,14 @@ def build_spec() -> dict:
         "summary": "Change the dose: a new prescription replaces this one", "parameters": [pid],
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/DoseChange"}}}},
-        "responses": {"201": {"description": "The new prescription", "content": {
-            "application/json": {"schema": rx}}}, **_errors("404", "409", "415", "422")}}})
+        "responses": {"201": _with_warnings(rx, "The new prescription"),
+                      **_errors("400", "404", "409", "415", "422")}}})
     spec.path(path="/api/v1/prescriptions/{record_id}/discontinuation", operations={"post": {
         "summary": "Stop a prescription", "parameters": [pid],
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/Discontinuation"}}}},
         "responses": {"200": {"description": "The stopped prescription", "content": {
-            "application/json": {"schema": rx}}}, **_errors("404", "409", "415", "422")}}})
+            "application/json": {"schema": rx}}}, **_errors("400", "404", "409", "415", "422")}}})
     spec.path(path="/api/v1/patients/{record_id}/score-trends", operations={"get": {
         "summary": "Rating-scale trends: baseline, latest, response, remission, review",
         "parameters": [pid],
@@ -101,7 +119,9 @@ def build_spec() -> dict:
         "summary": "Import an internal-record document in one transaction",
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"type": "object"}}}},
-        "responses": {"200": {"description": "Counts saved per concept"},
+        "responses": {"200": {"description": "Counts saved per concept (`saved`), and "
+                                             "`warnings` (an OperationOutcome) when the "
+                                             "medication safety checks found issues"},
                       **_errors("400", "409", "415", "422")}}})
     spec.path(path="/healthz", operations={"get": {"summary": "Liveness and database check",
                                                    "responses": {"200": {"description": "OK"}}}})

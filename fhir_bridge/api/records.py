@@ -11,6 +11,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request, url_for
 
+from ..auth import compartment
+from ..auth.api_rules import check_document
+from ..auth.principal import current_principal
 from ..errors import BadRequest, Conflict, InvalidInput, Issue, NotFound
 from ..fhir import jsonio
 from ..fhir.bundle import collection
@@ -22,6 +25,7 @@ from ..model.medication import DiscontinuationSchema, DoseChangeSchema
 from ..model.registry import Concept
 from ..store.records import StoredRecord
 from . import idempotency
+from .outcome import safety_warnings
 from .body import json_body
 
 bp = Blueprint("records", __name__, url_prefix="/api/v1")
@@ -49,13 +53,28 @@ def _etag(version: int) -> str:
     return f'W/"{version}"'
 
 
-def _record_response(concept: Concept, stored: StoredRecord, status: int = 200) -> Response:
+def _record_response(concept: Concept, stored: StoredRecord, status: int = 200,
+                     saved: list[StoredRecord] | None = None) -> Response:
+    """The record; when the save found medication safety issues about it, they follow the
+    record's fields as ``warnings``, an OperationOutcome of warning issues (never part of the
+    record: reading the record again does not show them)."""
     headers = {"ETag": _etag(stored.version),
                "Last-Modified": stored.updated_at.strftime("%a, %d %b %Y %H:%M:%S GMT")}
     if status == 201:
         headers["Location"] = url_for("records.read", collection_name=concept.collection,
                                       record_id=stored.id)
-    return _json(status, concept.dump(stored.data), headers)
+    body = concept.dump(stored.data)
+    found = _detected_issues(saved or [], stored.id)
+    if found:
+        body["warnings"] = safety_warnings(found, _bridge().mapper)
+    return _json(status, body, headers)
+
+
+def _detected_issues(saved: list[StoredRecord], prescription_id: str | None = None
+                     ) -> list[dict]:
+    """The DetectedIssues a save wrote (or found unchanged), about one prescription or all."""
+    return [s.data for s in saved if s.concept == "detected-issue"
+            and (prescription_id is None or prescription_id in s.data["prescription_ids"])]
 
 
 def idempotent(view):
@@ -111,8 +130,9 @@ def list_records(collection_name: str):
     if unknown:
         raise BadRequest("unknown query parameters",
                          [Issue(name, "is not a parameter of this list") for name in unknown])
-    rows = _bridge().store.list(concept, patient_id=request.args.get("patient_id"),
-                                limit=limit + 1, after=request.args.get("after"))
+    patient_id, visible = compartment.list_filter(request.args.get("patient_id"))
+    rows = _bridge().store.list(concept, patient_id=patient_id, limit=limit + 1,
+                                after=request.args.get("after")) if visible else []
     items = [concept.dump(r.data) for r in rows[:limit]]
     next_url = None
     if len(rows) > limit:
@@ -127,7 +147,9 @@ def list_records(collection_name: str):
 def create(collection_name: str):
     concept = _concept(collection_name)
     record = load_record(concept, json_body())
-    return _save([(concept, record)], lambda saved: _record_response(concept, saved[0], 201),
+    compartment.check_write(concept, record)
+    return _save([(concept, record)],
+                 lambda saved: _record_response(concept, saved[0], 201, saved),
                  create_only=[0])
 
 
@@ -135,6 +157,7 @@ def create(collection_name: str):
 def read(collection_name: str, record_id: str):
     concept = _concept(collection_name)
     stored = _bridge().store.get(concept, record_id)
+    compartment.check_read(concept, stored)
     if request.if_none_match.contains_weak(str(stored.version)):
         return Response(status=304, headers={"ETag": _etag(stored.version)})
     return _record_response(concept, stored)
@@ -147,6 +170,7 @@ def update(collection_name: str, record_id: str):
     if record["id"] != record_id:
         raise InvalidInput("the body's id differs from the URL",
                            [Issue("id", f"must be {record_id!r}")])
+    compartment.check_write(concept, record)
     expected = {}
     if_match = request.headers.get("If-Match")
     if if_match:
@@ -157,7 +181,7 @@ def update(collection_name: str, record_id: str):
                              [Issue("If-Match", "not a version")]) from None
     bridge = _bridge()
     saved = bridge.store.save([(concept, record)], expected_versions=expected)
-    return _record_response(concept, saved[0])
+    return _record_response(concept, saved[0], saved=saved)
 
 
 @bp.get("/<collection_name>/<record_id>/fhir")
@@ -165,6 +189,7 @@ def as_fhir(collection_name: str, record_id: str):
     """The FHIR resources a record maps to, as a collection Bundle (what sync sends)."""
     concept = _concept(collection_name)
     stored = _bridge().store.get(concept, record_id)
+    compartment.check_read(concept, stored)
     resources = _bridge().mapper.to_fhir(concept.name, stored.data)
     return Response(jsonio.dumpb(collection(resources)), mimetype="application/fhir+json")
 
@@ -179,6 +204,7 @@ def create_dose_change(record_id: str):
     change = load_with(DoseChangeSchema, json_body())
     bridge = _bridge()
     prior = bridge.store.get(prescriptions, record_id)
+    compartment.check_read(prescriptions, prior)
     if bridge.store.exists("prescription", change["id"]):
         raise Conflict(f"prescription {change['id']!r} exists already",
                        [Issue("id", "choose a new id for the new prescription")])
@@ -186,7 +212,7 @@ def create_dose_change(record_id: str):
     new = load_record(prescriptions, prescriptions.dump(new))
     closed = load_record(prescriptions, prescriptions.dump(closed))
     return _save([(prescriptions, closed), (prescriptions, new)],
-                 lambda saved: _record_response(prescriptions, saved[1], 201),
+                 lambda saved: _record_response(prescriptions, saved[1], 201, saved),
                  create_only=[1], expected_versions={0: prior.version})
 
 
@@ -197,6 +223,7 @@ def create_discontinuation(record_id: str):
     stop = load_with(DiscontinuationSchema, json_body())
     bridge = _bridge()
     current = bridge.store.get(prescriptions, record_id)
+    compartment.check_read(prescriptions, current)
     if not bridge.store.exists("practitioner", stop["by_id"]):
         raise InvalidInput("unknown practitioner",
                            [Issue("by_id", f"names practitioner {stop['by_id']!r}, which does "
@@ -214,6 +241,7 @@ def score_trends(patient_id: str):
     """Baseline, latest and every score per instrument, with response, remission and whether
     the treatment needs review (rules in mappings/treatment-response.yaml)."""
     bridge = _bridge()
+    compartment.check_patient(patient_id)
     bridge.store.get(concept_by_name("patient"), patient_id)  # 404 for an unknown patient
     assessments = [r.data for r in bridge.store.list(concept_by_name("assessment"),
                                                      patient_id=patient_id, limit=10_000)]
@@ -230,9 +258,19 @@ def score_trends(patient_id: str):
 @idempotent
 def import_document():
     """Import a whole internal-record document in one transaction (all or nothing)."""
-    bridge = _bridge()
-    pairs = load_document(json_body(), known=bridge.store.exists)
-    return _save(pairs, lambda saved: _json(200, {"saved": _summary(saved)}))
+    document = json_body()
+    check_document(current_principal(), document)
+    pairs = load_document(document, known=compartment.known())
+    compartment.check_writes(pairs)
+    return _save(pairs, lambda saved: _json(200, _document_answer(saved)))
+
+
+def _document_answer(saved: list[StoredRecord]) -> dict:
+    answer: dict[str, Any] = {"saved": _summary(saved)}
+    found = _detected_issues(saved)
+    if found:
+        answer["warnings"] = safety_warnings(found, _bridge().mapper)
+    return answer
 
 
 def _summary(saved: list[StoredRecord]) -> dict[str, int]:

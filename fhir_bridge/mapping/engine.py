@@ -55,6 +55,7 @@ class ChildSpec:
     wrap: str | None = None  # a scalar field carried as {wrap: value} into the child mapping
     direction: str = "both"  # "forward": derived children, not read back (the record
     #                          derives them again)
+    where: str | None = None  # only the items that have this field (e.g. overdue_since)
 
 
 @dataclass
@@ -209,6 +210,8 @@ class Mapper:
                 items = [{spec.wrap: v} for v in (value if isinstance(value, list) else [value])]
             else:
                 items = value
+            if spec.where:
+                items = [item for item in items if paths.get(item, spec.where) is not None]
             refs = (paths.get(resource, spec.fhir) or []) if spec.fhir else []
             for item in items:
                 child = self._forward(child_map, {**item, "_parent": record}, out)

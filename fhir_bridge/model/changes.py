@@ -1,4 +1,5 @@
-"""Dose changes, discontinuations and adherence reports: how they change prescription records.
+"""Dose changes, discontinuations and the consequences of a saved record (adherence reports on
+their prescription, safety checks, monitoring items and safety activities on the care plan).
 
 A dose change makes a new prescription that copies the medication, route, indication and
 patient from the one it replaces, with the new dose and schedule, and closes the replaced one
@@ -68,13 +69,31 @@ def _instant(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value)
 
 
-def consequences(concept_name: str, record: dict[str, Any],
-                 current: Callable[[str, str], dict | None]) -> list[tuple[str, dict]]:
-    """Other records a saved record changes, as (concept, new record): an adherence report
-    becomes the prescription's latest adherence statement (the US Core adherence extension on
-    its MedicationRequest) unless a newer one is there already."""
-    if concept_name != "adherence":
-        return []
+def consequences(concept_name: str, record: dict[str, Any], current: "View"
+                 ) -> list[tuple[str, dict]]:
+    """Other records a saved record changes, as (concept, new record), saved in the same
+    transaction:
+
+    - an adherence report becomes the prescription's latest adherence statement (the US Core
+      adherence extension on its MedicationRequest) unless a newer one is there already;
+    - a prescription is checked by the medication safety rules (a DetectedIssue per finding),
+      and a prescription or a measurement recomputes the monitoring items of the patient's
+      active care plan (``fhir_bridge/clinical/monitoring.py``);
+    - an assessment that raised a safety alert adds a same-day safety activity to the
+      patient's active care plan.
+    """
+    if concept_name == "adherence":
+        return _adherence_statement(record, current)
+    if concept_name == "prescription":
+        return _safety_issues(record, current) + _monitoring(record["patient_id"], current)
+    if concept_name == "measurement":
+        return _monitoring(record["patient_id"], current)
+    if concept_name == "assessment" and record.get("alerts"):
+        return _safety_activity(record, current)
+    return []
+
+
+def _adherence_statement(record: dict, current: "View") -> list[tuple[str, dict]]:
     prescription = current("prescription", record["prescription_id"])
     if prescription is None:
         return []  # the reference check reports it
@@ -87,19 +106,79 @@ def consequences(concept_name: str, record: dict[str, Any],
     return [("prescription", {**prescription, "adherence": statement})]
 
 
-def with_consequences(changes: list, rules: Callable, stored: Callable[[str, str], dict | None]
-                      ) -> list:
+def _safety_issues(record: dict, current: "View") -> list[tuple[str, dict]]:
+    from ..clinical.safety import check, detected_issue
+
+    others = current.patient("prescription", record["patient_id"])
+    authored = {p["id"]: p["authored_on"] for p in others}
+    return [("detected-issue", detected_issue(record, finding, authored))
+            for finding in check(record, others)]
+
+
+def _monitoring(patient_id: str, current: "View") -> list[tuple[str, dict]]:
+    from ..clinical.monitoring import active_plan, items, with_items
+
+    plan = active_plan(current.patient("care-plan", patient_id))
+    if plan is None:
+        return []
+    computed = items(current.patient("prescription", patient_id),
+                     current.patient("measurement", patient_id))
+    updated = with_items(plan, computed)
+    return [] if updated == plan else [("care-plan", updated)]
+
+
+def _safety_activity(record: dict, current: "View") -> list[tuple[str, dict]]:
+    from ..clinical.monitoring import active_plan, safety_activity, with_safety_activity
+    from ..clinical.scoring import read
+    from ..mapping.catalogs import instruments
+
+    plan = active_plan(current.patient("care-plan", record["patient_id"]))
+    if plan is None:
+        return []
+    reading = read(instruments()[record["instrument"]],
+                   {a["number"]: a["value"] for a in record["items"]}, record.get("total"))
+    updated = with_safety_activity(plan, safety_activity(record,
+                                                         [a.text for a in reading.alerts]))
+    return [] if updated is plan else [("care-plan", updated)]
+
+
+class View:
+    """Records as they will be once the batch is saved: the batch's own records over the
+    stored ones. ``view(concept, id)`` reads one; ``view.patient(concept, patient_id)`` lists
+    a patient's records of a concept."""
+
+    def __init__(self, changes: list, position: dict, stored: Callable[[str, str], dict | None],
+                 listed: Callable[[str, str], list[dict]] | None):
+        self.changes, self.position = changes, position
+        self.stored, self.listed = stored, listed
+
+    def __call__(self, concept_name: str, record_id: str) -> dict | None:
+        if (concept_name, record_id) in self.position:
+            return self.changes[self.position[(concept_name, record_id)]][1]
+        return self.stored(concept_name, record_id)
+
+    def patient(self, concept_name: str, patient_id: str) -> list[dict]:
+        from .registry import concept_by_name
+
+        field = concept_by_name(concept_name).patient_field
+        found = {r["id"]: r for r in (self.listed(concept_name, patient_id)
+                                      if self.listed else [])}
+        for concept, record in self.changes:
+            if concept.name == concept_name and record.get(field) == patient_id:
+                found[record["id"]] = record
+        return [found[k] for k in sorted(found)]
+
+
+def with_consequences(changes: list, rules: Callable, stored: Callable[[str, str], dict | None],
+                      listed: Callable[[str, str], list[dict]] | None = None) -> list:
     """The batch plus the records its records change (``rules`` is ``consequences``); a
-    changed record already in the batch is replaced there. ``stored`` reads a saved record."""
+    changed record already in the batch is replaced there. ``stored`` reads a saved record,
+    ``listed(concept, patient_id)`` a patient's saved records of a concept."""
     from .registry import concept_by_name
 
     changes = list(changes)
     position = {(c.name, r["id"]): i for i, (c, r) in enumerate(changes)}
-
-    def current(concept_name: str, record_id: str) -> dict | None:
-        if (concept_name, record_id) in position:
-            return changes[position[(concept_name, record_id)]][1]
-        return stored(concept_name, record_id)
+    current = View(changes, position, stored, listed)
 
     index = 0
     while index < len(changes):

@@ -43,6 +43,9 @@ class AssessmentSchema(BaseSchema):
         instrument = instruments().get(data.get("instrument"))
         if instrument is None or "items" not in data:
             return
+        if any(not isinstance(a, dict) or "number" not in a or "value" not in a
+               for a in data["items"]):
+            return  # an answer without a valid number or value: its field errors name it
         errors: dict = {}
         seen = set()
         for index, answer in enumerate(data["items"]):

@@ -71,6 +71,29 @@ class ActivitySchema(BaseSchema):
     schedule = fields.Nested(ScheduleSchema)
     performers = fields.List(fields.Nested(PersonRefSchema), validate=validate.Length(max=10))
     goal_ids = fields.List(Id(), validate=validate.Length(max=10))
+    # A dated task (a monitoring test, a same-day safety assessment): the days it is due,
+    # what it is for, and the result that completed it. The bridge writes these for the
+    # monitoring schedules and safety alerts (ids starting "mon-" and "safety-").
+    measure = Choice(list(measurement_kinds()))  # the test a monitoring activity asks for
+    due_from = IsoDate()
+    due_by = IsoDate()
+    reason_prescription_id = Id()  # the prescription being monitored
+    reason_assessment_id = Id()  # the assessment that raised a safety alert
+    result_measurement_id = Id()  # the result that completed it
+    overdue_since = IsoDate()  # set by `fhir-bridge monitoring check`
+
+    @validates_schema
+    def _dated(self, data, **_):
+        check_period(data.get("due_from"), data.get("due_by"), "due_by")
+        if data.get("schedule") and (data.get("due_from") or data.get("due_by")):
+            raise ValidationError("a repeating schedule or due dates, not both", "schedule")
+        if data.get("overdue_since") and not data.get("due_by"):
+            raise ValidationError("needs due_by", "overdue_since")
+        if data.get("measure") and data.get("kind") != "monitoring":
+            raise ValidationError("is only for monitoring activities", "measure")
+        if data.get("reason_prescription_id") and data.get("reason_assessment_id"):
+            raise ValidationError("one reason: a prescription or an assessment",
+                                  "reason_assessment_id")
 
     @validates_schema
     def _shape(self, data, **_):
@@ -78,7 +101,9 @@ class ActivitySchema(BaseSchema):
             if not data.get("prescription_id"):
                 raise ValidationError("is required for a medication activity", "prescription_id")
             extra = [k for k in ("topic", "description", "status", "schedule", "performers",
-                                 "goal_ids") if k in data]
+                                 "goal_ids", "measure", "due_from", "due_by",
+                                 "reason_prescription_id", "reason_assessment_id",
+                                 "result_measurement_id", "overdue_since") if k in data]
             if extra:
                 raise ValidationError("a medication activity only points at its prescription",
                                       extra[0])
@@ -106,7 +131,7 @@ class CarePlanSchema(BaseSchema):
     goals = fields.List(fields.Nested(GoalSchema), load_default=list,
                         validate=validate.Length(max=30))
     activities = fields.List(fields.Nested(ActivitySchema), load_default=list,
-                             validate=validate.Length(max=60))
+                             validate=validate.Length(max=100))
     note = Text(4000)
 
     @validates_schema

@@ -17,6 +17,7 @@ from .medication import PrescriptionSchema
 from .observations import AdherenceSchema, AssessmentSchema, MeasurementSchema, SideEffectSchema
 from .people import CaregiverSchema, PatientSchema, PractitionerSchema
 from .plan import CarePlanSchema, CareTeamSchema
+from .safety import DetectedIssueSchema
 
 PERSON_CONCEPTS = {"patient": "patient", "practitioner": "practitioner", "caregiver": "caregiver"}
 
@@ -88,7 +89,12 @@ CONCEPTS: tuple[Concept, ...] = (
             (("patient_id", "patient"), ("author_id", "practitioner"),
              ("care_team_id", "care-team"), ("diagnosis_ids[*]", "diagnosis"),
              ("activities[*].prescription_id", "prescription"),
+             ("activities[*].reason_prescription_id", "prescription"),
+             ("activities[*].reason_assessment_id", "assessment"),
+             ("activities[*].result_measurement_id", "measurement"),
              ("activities[*].performers[*]", "person"))),
+    Concept("detected-issue", "detected-issues", DetectedIssueSchema,
+            (("patient_id", "patient"), ("prescription_ids[*]", "prescription"))),
 )
 
 _BY_NAME = {c.name: c for c in CONCEPTS}
