@@ -1,15 +1,16 @@
 """Validate FHIR resources once each with fhir.resources R4B models (strict: unknown elements
-are errors), plus the one rule the models do not enforce: a dateTime with a time carries an
-offset. R4B models validate R4 JSON for the resource types the bridge writes."""
+are errors), plus two rules the models do not enforce: a dateTime with a time carries an
+offset, and a reference points at a resource type its element allows. R4B models validate R4 JSON for the resource types the bridge writes."""
 
 from __future__ import annotations
 
 import re
+import typing
 from functools import lru_cache
 from typing import Any, Iterable
 
 from fhir.resources.R4B import get_fhir_model_class
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from ..errors import FhirValidationError, Issue
 
@@ -45,15 +46,61 @@ def _location(loc: tuple) -> str:
     return out
 
 
-def _naive_times(node: Any, where: str, found: list[Issue]) -> None:
-    if isinstance(node, dict):
-        for key, value in node.items():
-            _naive_times(value, f"{where}.{key}" if where else key, found)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            _naive_times(value, f"{where}[{index}]", found)
-    elif isinstance(node, str) and _TIME_WITHOUT_OFFSET.match(node):
-        found.append(Issue(where, "a dateTime with a time must carry a timezone offset"))
+def _walk(node: dict, cls: Any, path: list, found: list[Issue]) -> None:
+    """The two rules the models do not enforce, in one pass over the JSON: a dateTime with a
+    time carries an offset, and a Reference points at a type its element allows (the models
+    carry the list, e.g. CarePlan.activity.detail.reasonReference: Condition, Observation,
+    DiagnosticReport, DocumentReference, but do not check it)."""
+    fields = _fields_by_alias(cls) if cls is not None else {}
+    for key, value in node.items():
+        allowed, child = fields.get(key, (None, None))
+        items = value if isinstance(value, list) else (value,)
+        for index, item in enumerate(items):
+            step = f"{key}[{index}]" if isinstance(value, list) else key
+            if isinstance(item, dict):
+                if allowed is not None:
+                    target = _relative_type(item.get("reference"))
+                    if target is not None and target not in allowed:
+                        found.append(Issue(".".join([*path, step]),
+                                           f"may point at {', '.join(allowed)}, not {target}",
+                                           "structure"))
+                path.append(step)
+                _walk(item, child, path, found)
+                path.pop()
+            elif isinstance(item, str) and _TIME_WITHOUT_OFFSET.match(item):
+                found.append(Issue(".".join([*path, step]),
+                                   "a dateTime with a time must carry a timezone offset"))
+
+
+@lru_cache(maxsize=None)
+def _fields_by_alias(cls: Any) -> dict[str, tuple[tuple[str, ...] | None, Any]]:
+    """JSON name -> (reference types allowed, when the element restricts them; the model class
+    of the element's values, when they are complex)."""
+    out = {}
+    for name, field in cls.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        allowed = tuple(extra.get("enum_reference_types") or ()) or None
+        if allowed is not None and "Resource" in allowed:
+            allowed = None
+        out[field.alias or name] = (allowed, _element_class(field.annotation))
+    return out
+
+
+def _element_class(annotation: Any) -> Any:
+    """The fhir.resources model class behind Optional[List[XType]] / XType, if any."""
+    args = typing.get_args(annotation)
+    for arg in args or (annotation,):
+        if typing.get_args(arg):
+            found = _element_class(arg)
+            if found is not None:
+                return found
+        getter = getattr(arg, "get_model_klass", None)
+        if getter is not None:
+            try:
+                return getter()
+            except Exception:  # noqa: BLE001 - a type without a model: nothing to walk
+                return None
+    return None
 
 
 def resource_issues(resource: dict[str, Any]) -> list[Issue]:
@@ -67,38 +114,12 @@ def resource_issues(resource: dict[str, Any]) -> list[Issue]:
         return exc.issues
     issues: list[Issue] = []
     try:
-        model = cls.model_validate(resource)
+        cls.model_validate(resource)
     except ValidationError as exc:
         for err in exc.errors():
             issues.append(Issue(f"{rtype}.{_location(err['loc'])}", err["msg"], "structure"))
-    else:
-        _reference_targets(model, rtype, issues)
-    _naive_times(resource, rtype, issues)
+    _walk(resource, cls, [rtype], issues)
     return issues
-
-
-def _reference_targets(model: BaseModel, where: str, found: list[Issue]) -> None:
-    """References point at a type the element allows (the models carry the list but do not
-    check it: CarePlan.activity.detail.reasonReference cannot name a MedicationRequest)."""
-    fields = type(model).model_fields
-    for name in model.model_fields_set:
-        value = getattr(model, name)
-        if value is None:
-            continue
-        extra = fields[name].json_schema_extra if name in fields else None
-        allowed = extra.get("enum_reference_types") if isinstance(extra, dict) else None
-        alias = fields[name].alias or name if name in fields else name
-        items = value if isinstance(value, list) else [value]
-        for index, item in enumerate(items):
-            if not isinstance(item, BaseModel):
-                continue
-            path = f"{where}.{alias}" + (f"[{index}]" if isinstance(value, list) else "")
-            if allowed and "Resource" not in allowed:
-                target = _relative_type(getattr(item, "reference", None))
-                if target is not None and target not in allowed:
-                    found.append(Issue(path, f"may point at {', '.join(allowed)}, not {target}",
-                                       "structure"))
-            _reference_targets(item, path, found)
 
 
 def _relative_type(reference: Any) -> str | None:
