@@ -96,21 +96,18 @@ def history(conn: sa.Connection, resource_type: str, resource_id: str | None,
                                   r.patient_id, r.deleted, r.content) for r in rows]
 
 
-def patient_ids_of(conn: sa.Connection, patient_resource_ids: Iterable[str]) -> set[str]:
-    """Internal patient ids of Patient resources ('pat-p01' -> 'p01')."""
-    ids = list(patient_resource_ids)
-    if not ids:
-        return set()
-    return {row.patient_id for row in conn.execute(sa.select(_R.c.patient_id).where(
-        _R.c.resource_type == "Patient", _R.c.id.in_(ids)))}
-
-
 @dataclass
 class Prefilter:
-    """What SQL can narrow before the criteria are checked on each resource."""
+    """What SQL can narrow before the criteria are checked on each resource: ids, internal
+    patient ids, and the FHIR ids of the Patients the resources must belong to (resolved in
+    the same query)."""
 
     ids: set[str] | None = None
     patient_ids: set[str] | None = None
+    patient_resource_ids: set[str] | None = None
+
+    def empty(self) -> bool:
+        return set() in (self.ids, self.patient_ids, self.patient_resource_ids)
 
 
 def _order(columns, sort: Sequence[tuple[str, bool]]):
@@ -135,12 +132,21 @@ def _candidates_query(resource_type: str, pre: Prefilter):
         query = query.where(id_col.in_(sorted(pre.ids)))
     if pre.patient_ids is not None:
         query = query.where(patient_col.in_(sorted(pre.patient_ids)))
+    if pre.patient_resource_ids is not None:
+        named = sorted(pre.patient_resource_ids)
+        owners = sa.select(_R.c.patient_id).where(_R.c.resource_type == "Patient")
+        if len(named) == 1:  # equality lets the (type, patient, id) index give id order
+            query = query.where(patient_col == owners.where(_R.c.id == named[0])
+                                .scalar_subquery())
+        else:
+            query = query.where(patient_col.in_(owners.where(_R.c.id.in_(named))
+                                                .scalar_subquery()))
     return query, (id_col, updated_col)
 
 
 def candidates(conn: sa.Connection, resource_type: str, pre: Prefilter,
                sort: Sequence[tuple[str, bool]]) -> list[StoredResource]:
-    if pre.ids == set() or pre.patient_ids == set():
+    if pre.empty():
         return []
     query, columns = _candidates_query(resource_type, pre)
     convert = _from_audit if resource_type == "AuditEvent" else _from_resources
@@ -150,29 +156,38 @@ def candidates(conn: sa.Connection, resource_type: str, pre: Prefilter,
 def page(conn: sa.Connection, resource_type: str, pre: Prefilter,
          sort: Sequence[tuple[str, bool]], limit: int,
          offset: int) -> tuple[int, list[StoredResource]]:
-    """Count and one page straight from SQL (when no criterion needs the resource body)."""
-    if pre.ids == set() or pre.patient_ids == set():
+    """Count and one page straight from SQL (when no criterion needs the resource body). A
+    first page that is not full is the whole result: no count query then."""
+    if pre.empty():
         return 0, []
     query, columns = _candidates_query(resource_type, pre)
-    total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
     convert = _from_audit if resource_type == "AuditEvent" else _from_resources
-    rows = conn.execute(query.order_by(*_order(columns, sort)).limit(limit).offset(offset))
-    return total, [convert(row) for row in rows]
+    rows = [convert(row) for row in conn.execute(
+        query.order_by(*_order(columns, sort)).limit(limit).offset(offset))]
+    if offset == 0 and len(rows) < limit:
+        return len(rows), rows
+    total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
+    return total, rows
 
 
 def by_keys(conn: sa.Connection, keys: Iterable[tuple[str, str]]) -> list[StoredResource]:
-    """Current, not deleted resources by (type, id), in one query per type."""
-    by_type: dict[str, set[str]] = {}
-    for rtype, rid in keys:
-        by_type.setdefault(rtype, set()).add(rid)
+    """Current, not deleted resources by (type, id): one query for all types (and one more
+    for AuditEvents, which live in their own table)."""
+    keys = sorted(set(keys))
+    audit_ids = [rid for rtype, rid in keys if rtype == "AuditEvent"]
+    others = [key for key in keys if key[0] != "AuditEvent"]
     out: list[StoredResource] = []
-    for rtype, ids in by_type.items():
-        if rtype == "AuditEvent":
-            rows = conn.execute(sa.select(_A).where(_A.c.id.in_(sorted(ids))))
-            out.extend(_from_audit(r) for r in rows)
-            continue
-        rows = conn.execute(sa.select(_R).where(_R.c.resource_type == rtype,
-                                                _R.c.id.in_(sorted(ids)),
-                                                _R.c.deleted.is_(False)))
-        out.extend(_from_resources(r) for r in rows)
+    if audit_ids:
+        out.extend(_from_audit(r) for r in conn.execute(
+            sa.select(_A).where(_A.c.id.in_(audit_ids))))
+    if others:
+        by_type: dict[str, list[str]] = {}
+        for rtype, rid in others:
+            by_type.setdefault(rtype, []).append(rid)
+        # (type = ? AND id IN (...)) OR ...: both SQLite and PostgreSQL use the primary key
+        # for each branch (a row-value IN makes SQLite scan the table).
+        match = sa.or_(*[sa.and_(_R.c.resource_type == rtype, _R.c.id.in_(ids))
+                         for rtype, ids in by_type.items()])
+        out.extend(_from_resources(r) for r in conn.execute(
+            sa.select(_R).where(match, _R.c.deleted.is_(False))))
     return out

@@ -41,7 +41,7 @@ class SearchResult:
 
 
 def run(conn: sa.Connection, search: Search, viewer: Viewer) -> SearchResult:
-    pre, remaining = _prefilter(conn, search, viewer)
+    pre, remaining = _prefilter(search, viewer)
     if not remaining:
         total, matches = repository.page(conn, search.resource_type, pre, search.sort,
                                          search.count, search.offset)
@@ -58,7 +58,7 @@ def run(conn: sa.Connection, search: Search, viewer: Viewer) -> SearchResult:
     return SearchResult(total, matches, _included(conn, search, matches, viewer))
 
 
-def _prefilter(conn: sa.Connection, search: Search, viewer: Viewer):
+def _prefilter(search: Search, viewer: Viewer):
     """SQL filters for _id and patient criteria (exact), and the viewer's patient limit."""
     spec = parameters.for_type(search.resource_type)
     pre = Prefilter()
@@ -72,8 +72,9 @@ def _prefilter(conn: sa.Connection, search: Search, viewer: Viewer):
         if (name in ("patient", "subject") and spec.in_patient_compartment
                 and criterion.param.targets == ("Patient",) and modifier is None
                 and all(rtype in (None, "Patient") for rtype, _ in criterion.values)):
-            owners = repository.patient_ids_of(conn, [rid for _, rid in criterion.values])
-            pre.patient_ids = owners if pre.patient_ids is None else pre.patient_ids & owners
+            named = {rid for _, rid in criterion.values}
+            pre.patient_resource_ids = (named if pre.patient_resource_ids is None
+                                        else pre.patient_resource_ids & named)
             continue
         remaining.append(criterion)
     if viewer.patient_id is not None and spec.in_patient_compartment:

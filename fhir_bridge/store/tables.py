@@ -35,6 +35,8 @@ resources = sa.Table(
     sa.Column("content", sa.Text, nullable=False),  # JSON without meta.versionId/lastUpdated
     sa.Column("deleted", sa.Boolean, nullable=False, default=False),
     sa.Index("ix_resources_owner", "concept", "record_id"),
+    # FHIR searches: a patient's resources of one type, in id order.
+    sa.Index("ix_resources_type_patient", "resource_type", "patient_id", "id"),
 )
 
 #: Every version of every resource (vread, _history).
