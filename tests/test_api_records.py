@@ -82,6 +82,20 @@ def test_a_dose_change_makes_a_new_prescription_and_stops_the_old_one(loaded_cli
     assert again.status_code == 409  # a stopped prescription cannot change again
 
 
+def test_after_a_dose_change_the_care_plan_names_the_new_prescription(loaded_client):
+    change = {"id": "p01-rx3", "dose": {"value": 150, "unit": "mg"},
+              "effective_date": "2025-04-28", "reason": "PHQ-9 still 10 after 4 weeks",
+              "changed_by_id": "dr-lindqvist", "authored_on": "2025-04-28T09:00:00-04:00"}
+    assert loaded_client.post("/api/v1/prescriptions/p01-rx2/dose-changes",
+                              json=change).status_code == 201
+    plan = loaded_client.get("/api/v1/care-plans/p01-plan").json
+    assert [a["prescription_id"] for a in plan["activities"] if a["kind"] == "medication"] \
+        == ["p01-rx3"]
+    fhir = loaded_client.get("/fhir/CarePlan/cp-p01-plan").json
+    assert {"reference": "MedicationRequest/rx-p01-rx3"} in [
+        a["reference"] for a in fhir["activity"] if "reference" in a]
+
+
 def test_a_discontinuation_stops_the_prescription_with_when_why_and_who(loaded_client):
     response = loaded_client.post("/api/v1/prescriptions/p01-rx2/discontinuation", json={
         "date": "2025-05-10", "reason": "Patient preference after remission",

@@ -85,7 +85,9 @@ def consequences(concept_name: str, record: dict[str, Any], current: "View"
     if concept_name == "adherence":
         return _adherence_statement(record, current)
     if concept_name == "prescription":
-        return _safety_issues(record, current) + _monitoring(record["patient_id"], current)
+        followed = _plans_following(record, current)
+        return (_safety_issues(record, current)
+                + _monitoring(record["patient_id"], current, followed))
     if concept_name == "measurement":
         return _monitoring(record["patient_id"], current)
     if concept_name == "assessment" and record.get("alerts"):
@@ -115,16 +117,40 @@ def _safety_issues(record: dict, current: "View") -> list[tuple[str, dict]]:
             for finding in check(record, others)]
 
 
-def _monitoring(patient_id: str, current: "View") -> list[tuple[str, dict]]:
+def _plans_following(record: dict, current: "View") -> dict[str, dict]:
+    """A prescription that replaces another (a dose change) takes its place in the patient's
+    care plans: a medication activity naming the prior prescription names the new one, so an
+    EHR reading the plan finds the prescription in force. A plan that already names the new
+    one is left as it is."""
+    prior = record.get("prior_prescription_id")
+    if not prior:
+        return {}
+    out = {}
+    for plan in current.patient("care-plan", record["patient_id"]):
+        named = [a.get("prescription_id") for a in plan.get("activities", [])]
+        if prior in named and record["id"] not in named:
+            out[plan["id"]] = {**plan, "activities": [
+                {**a, "prescription_id": record["id"]} if a.get("prescription_id") == prior
+                else a for a in plan["activities"]]}
+    return out
+
+
+def _monitoring(patient_id: str, current: "View",
+                changed: dict[str, dict] | None = None) -> list[tuple[str, dict]]:
+    """The monitoring items of the active care plan, recomputed; ``changed`` holds plans
+    already changed by this record (returned too, with their items)."""
     from ..clinical.monitoring import active_plan, items, with_items
 
-    plan = active_plan(current.patient("care-plan", patient_id))
-    if plan is None:
-        return []
-    computed = items(current.patient("prescription", patient_id),
-                     current.patient("measurement", patient_id))
-    updated = with_items(plan, computed)
-    return [] if updated == plan else [("care-plan", updated)]
+    changed = dict(changed or {})
+    plans = [changed.get(p["id"], p) for p in current.patient("care-plan", patient_id)]
+    plan = active_plan(plans)
+    if plan is not None:
+        computed = items(current.patient("prescription", patient_id),
+                         current.patient("measurement", patient_id))
+        updated = with_items(plan, computed)
+        if updated != plan or plan["id"] in changed:
+            changed[plan["id"]] = updated
+    return [("care-plan", p) for p in changed.values()]
 
 
 def _safety_activity(record: dict, current: "View") -> list[tuple[str, dict]]:
