@@ -89,7 +89,7 @@ def test_pushing_again_changes_nothing_on_the_server(sqlite_app, hapi_url):
     assert remote_versions(hapi_url) == before
 
 
-def test_a_dose_change_updates_exactly_the_two_requests_it_touches(sqlite_app, hapi_url):
+def test_a_dose_change_touches_exactly_the_two_requests_and_the_plan(sqlite_app, hapi_url):
     bridge = sqlite_app.extensions["fhir_bridge"]
     load_demo(sqlite_app)
     make_pusher(bridge, hapi_url).push_all()
@@ -101,13 +101,19 @@ def test_a_dose_change_updates_exactly_the_two_requests_it_touches(sqlite_app, h
         "changed_by_id": "dr-lindqvist", "authored_on": "2025-04-28T09:00:00-04:00"})
     assert response.status_code == 201
     report = make_pusher(bridge, hapi_url).push_all()
-    assert report.sent == 2
+    assert report.sent == 3  # the new request, the stopped one, the plan that now names it
     after = remote_versions(hapi_url)
     changed = {ref for ref in before if after.get(ref) != before[ref]}
     added = set(after) - set(before)
-    assert len(changed) == 1 and len(added) == 1
-    old = requests.get(f"{hapi_url}/{changed.pop()}", timeout=30).json()
+    assert len(changed) == 2 and len(added) == 1
+    plan_ref = next(ref for ref in changed if ref.startswith("CarePlan/"))
+    (old_ref,) = changed - {plan_ref}
+    old = requests.get(f"{hapi_url}/{old_ref}", timeout=30).json()
     new = requests.get(f"{hapi_url}/{added.pop()}", timeout=30).json()
+    plan = requests.get(f"{hapi_url}/{plan_ref}", headers={"Cache-Control": "no-cache"},
+                        timeout=30).json()
+    assert {"reference": f"MedicationRequest/{new['id']}"} in [
+        a["reference"] for a in plan["activity"] if "reference" in a]
     assert (old["status"], old["identifier"][0]["value"]) == ("stopped", "p01-rx2")
     assert new["priorPrescription"]["reference"] == f"MedicationRequest/{old['id']}"
     assert new["subject"]["reference"].startswith("Patient/")
