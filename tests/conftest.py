@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import pytest
 import sqlalchemy as sa
@@ -77,6 +79,29 @@ class FullAccessClient(FlaskClient):
         super().__init__(*args, **kwargs)
         self.environ_base["HTTP_AUTHORIZATION"] = "Bearer " + token_for(
             self.application, ttl_seconds=3600)
+
+
+@contextmanager
+def module_app(tmp_path_factory, name: str, documents: Iterable[dict] = (),
+               full_access: bool = False) -> Iterator:
+    """An app shared by a whole test module (function-scoped fixtures cannot feed one): a new
+    SQLite store holding ``documents``, loaded with a full-access token. With ``full_access``
+    its test clients send that token by default, as the ``app`` fixture's do."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FHIR_BRIDGE_DEV_SECRET", TEST_SECRET)
+        db = tmp_path_factory.mktemp(name) / "bridge.db"
+        app = create_app({"database_url": f"sqlite:///{db}"})
+    if full_access:
+        app.test_client_class = FullAccessClient
+    client = app.test_client()
+    headers = {"Authorization": "Bearer " + token_for(app, ttl_seconds=3600)}
+    for doc in documents:
+        response = client.post("/api/v1/documents", json=doc, headers=headers)
+        assert response.status_code == 200, response.json
+    try:
+        yield app
+    finally:
+        app.extensions["fhir_bridge"].engine.dispose()
 
 
 @pytest.fixture

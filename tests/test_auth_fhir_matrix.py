@@ -9,12 +9,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from fhir_bridge.app import create_app
 from fhir_bridge.facade import parameters
 from fhir_bridge.store import tables as t
 
 from .auth_support import bad_tokens, bearer, dev_token
-from .conftest import TEST_SECRET, fixture_documents, read_json
+from .conftest import fixture_documents, module_app, read_json
 
 TYPES = sorted(parameters.load())
 #: interaction -> (URL for a type and an id, the SMART permission letter it needs)
@@ -30,17 +29,9 @@ MATRIX = [(rtype, interaction) for rtype in TYPES for interaction in INTERACTION
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FHIR_BRIDGE_DEV_SECRET", TEST_SECRET)
-        db = tmp_path_factory.mktemp("fhir-auth") / "bridge.db"
-        app = create_app({"database_url": f"sqlite:///{db}"})
-    client = app.test_client()
-    for path in fixture_documents():
-        answer = client.post("/api/v1/documents", json=read_json(path),
-                             headers=bearer(dev_token("system/*.cruds")))
-        assert answer.status_code == 200, answer.json
-    yield app
-    app.extensions["fhir_bridge"].engine.dispose()
+    documents = [read_json(path) for path in fixture_documents()]
+    with module_app(tmp_path_factory, "fhir-auth", documents) as app:
+        yield app
 
 
 @pytest.fixture

@@ -17,11 +17,10 @@ import uuid
 
 import pytest
 
-from fhir_bridge.app import create_app
 from fhir_bridge.model import CONCEPTS
 
 from .auth_support import bad_tokens, bearer, dev_token
-from .conftest import FIXTURES, TEST_SECRET, read_json
+from .conftest import FIXTURES, module_app, read_json
 
 P01 = read_json(FIXTURES / "internal" / "p01-depression-ssri-titration.json")
 P02 = read_json(FIXTURES / "internal" / "p02-bipolar-lithium.json")
@@ -72,16 +71,8 @@ def test_collections_without_fixture_data_are_guarded_too(client, collection):
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FHIR_BRIDGE_DEV_SECRET", TEST_SECRET)
-        db = tmp_path_factory.mktemp("auth") / "bridge.db"
-        app = create_app({"database_url": f"sqlite:///{db}"})
-    client = app.test_client()
-    for doc in (P01, P02):
-        answer = client.post("/api/v1/documents", json=doc, headers=bearer(dev_token(*ADMIN)))
-        assert answer.status_code == 200, answer.json
-    yield app
-    app.extensions["fhir_bridge"].engine.dispose()
+    with module_app(tmp_path_factory, "auth", (P01, P02)) as app:
+        yield app
 
 
 @pytest.fixture

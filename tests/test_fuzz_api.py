@@ -28,9 +28,8 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
                                                status_code_conformance)
 
 from fhir_bridge.api.openapi import build_spec
-from fhir_bridge.app import create_app
 
-from .conftest import FIXTURES, TEST_SECRET, read_json, snapshot, token_for
+from .conftest import FIXTURES, module_app, read_json, snapshot, token_for
 from .fuzz_support import report
 
 #: Examples per operation, generation mode and phase (the coverage phase adds its own
@@ -48,19 +47,10 @@ STATUSES: collections.Counter[int] = collections.Counter()
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory):
     """One app for the whole fuzz run, holding two fixture patients."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FHIR_BRIDGE_DEV_SECRET", TEST_SECRET)
-        db = tmp_path_factory.mktemp("fuzz-api") / "bridge.db"
-        app = create_app({"database_url": f"sqlite:///{db}"})
-        client = app.test_client()
-        bearer = {"Authorization": "Bearer " + token_for(app, ttl_seconds=3600)}
-        for name in DOCUMENTS:
-            response = client.post("/api/v1/documents", headers=bearer,
-                                   json=read_json(FIXTURES / "internal" / name))
-            assert response.status_code == 200, response.json
-        app.config["FUZZ_BEARER"] = bearer["Authorization"]
+    documents = [read_json(FIXTURES / "internal" / name) for name in DOCUMENTS]
+    with module_app(tmp_path_factory, "fuzz-api", documents) as app:
+        app.config["FUZZ_BEARER"] = "Bearer " + token_for(app, ttl_seconds=3600)
         yield app
-        app.extensions["fhir_bridge"].engine.dispose()
 
 
 @pytest.fixture(scope="module", autouse=True)

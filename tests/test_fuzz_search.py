@@ -27,14 +27,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fhir_bridge.app import create_app
 from fhir_bridge.errors import BadRequest
 from fhir_bridge.facade import parameters
 from fhir_bridge.facade.match import DATE_PREFIXES, date_range
 from fhir_bridge.facade.query import Search, parse_search
 
-from .conftest import (FIXTURES, FULL_ACCESS, TEST_SECRET, FullAccessClient, fixture_documents,
-                       read_json, snapshot, token_for)
+from .conftest import (FIXTURES, FULL_ACCESS, fixture_documents, module_app, read_json,
+                       snapshot, token_for)
 from .fuzz_support import report
 
 # A failing Hypothesis test reports through hypothesis.extra._patching, which imports libcst,
@@ -201,18 +200,10 @@ def queries(draw, text=http_text, types=st.sampled_from(TYPES)):
 @pytest.fixture(scope="module")
 def store_app(tmp_path_factory):
     """The app holding all six fixture patients, shared by every example of this module."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("FHIR_BRIDGE_DEV_SECRET", TEST_SECRET)
-        db = tmp_path_factory.mktemp("fuzz-search") / "bridge.db"
-        app = create_app({"database_url": f"sqlite:///{db}"})
-        app.test_client_class = FullAccessClient
-        client = app.test_client()
-        for path in fixture_documents():
-            response = client.post("/api/v1/documents", json=read_json(path))
-            assert response.status_code == 200, response.json
+    documents = [read_json(path) for path in fixture_documents()]
+    with module_app(tmp_path_factory, "fuzz-search", documents, full_access=True) as app:
         BASELINE["store"] = snapshot(app)
         yield app
-        app.extensions["fhir_bridge"].engine.dispose()
 
 
 @pytest.fixture(scope="module")
