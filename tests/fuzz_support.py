@@ -5,10 +5,27 @@ was is conftest.snapshot (every table but the audit log)."""
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from fhir_bridge import PROJECT_ROOT
 
 RUN_DIR = PROJECT_ROOT / ".run"
+
+
+@contextmanager
+def counted(request, name: str, cases: Counter, statuses: Counter,
+            describe: Callable[[float, dict], tuple[str, dict]]) -> Iterator[None]:
+    """Around a test module: when it ran cases, report them with the seconds it took and the
+    HTTP statuses seen; ``describe(seconds, statuses)`` words the line and the details."""
+    started = time.monotonic()
+    yield
+    if cases:
+        seconds = round(time.monotonic() - started, 1)
+        line, details = describe(seconds, {str(k): v for k, v in sorted(statuses.items())})
+        report(request.config, name, line, details)
 
 
 def report(config, name: str, line: str, details: dict) -> None:

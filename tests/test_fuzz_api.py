@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import time
 
 import pytest
 import schemathesis
@@ -30,7 +29,7 @@ from schemathesis.specs.openapi.checks import (content_type_conformance,
 from fhir_bridge.api.openapi import build_spec
 
 from .conftest import FIXTURES, module_app, read_json, snapshot, token_for
-from .fuzz_support import report
+from .fuzz_support import counted
 
 #: Examples per operation, generation mode and phase (the coverage phase adds its own
 #: deterministic cases on top). Raise it locally: FHIR_BRIDGE_FUZZ_EXAMPLES=200.
@@ -56,19 +55,16 @@ def fuzz_app(tmp_path_factory):
 @pytest.fixture(scope="module", autouse=True)
 def report_counts(request):
     """After the module: the counts to .run/fuzz-api-cases.json and the terminal summary."""
-    started = time.monotonic()
-    yield
-    if not CASES:
-        return
-    seconds = round(time.monotonic() - started, 1)
-    statuses = {str(k): v for k, v in sorted(STATUSES.items())}
-    report(request.config, "fuzz-api-cases",
-           f"schemathesis on /api/v1: {sum(CASES.values())} cases over {len(CASES)} operations "
-           f"in {seconds} s (phases {','.join(PHASES)}, max_examples {MAX_EXAMPLES}), "
-           f"statuses {statuses}",
-           {"cases": sum(CASES.values()), "operations": len(CASES), "phases": PHASES,
-            "max_examples": MAX_EXAMPLES, "seconds": seconds, "statuses": statuses,
-            "per_operation": dict(sorted(CASES.items()))})
+    def describe(seconds, statuses):
+        return (f"schemathesis on /api/v1: {sum(CASES.values())} cases over {len(CASES)} "
+                f"operations in {seconds} s (phases {','.join(PHASES)}, max_examples "
+                f"{MAX_EXAMPLES}), statuses {statuses}",
+                {"cases": sum(CASES.values()), "operations": len(CASES), "phases": PHASES,
+                 "max_examples": MAX_EXAMPLES, "seconds": seconds, "statuses": statuses,
+                 "per_operation": dict(sorted(CASES.items()))})
+
+    with counted(request, "fuzz-api-cases", CASES, STATUSES, describe):
+        yield
 
 
 #: The store as the last case left it, or None when that case may have changed it.

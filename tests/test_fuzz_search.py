@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,7 +33,7 @@ from fhir_bridge.facade.query import Search, parse_search
 
 from .conftest import (FIXTURES, FULL_ACCESS, fixture_documents, module_app, read_json,
                        snapshot, token_for)
-from .fuzz_support import report
+from .fuzz_support import counted
 
 # A failing Hypothesis test reports through hypothesis.extra._patching, which imports libcst,
 # whose typing_inspect touches the deprecated mypy_extensions.TypedDict: with
@@ -229,18 +228,15 @@ def golden() -> dict[str, list[dict]]:
 
 @pytest.fixture(scope="module", autouse=True)
 def report_counts(request):
-    started = time.monotonic()
-    yield
-    if not CASES:
-        return
-    seconds = round(time.monotonic() - started, 1)
-    statuses = {str(k): v for k, v in sorted(STATUSES.items())}
-    report(request.config, "fuzz-search-cases",
-           f"hypothesis on FHIR search: {sum(CASES.values())} cases in {seconds} s "
-           f"({', '.join(f'{k} {v}' for k, v in sorted(CASES.items()))}), HTTP statuses "
-           f"{statuses}",
-           {"cases": sum(CASES.values()), "per_test": dict(sorted(CASES.items())),
-            "seconds": seconds, "statuses": statuses})
+    def describe(seconds, statuses):
+        return (f"hypothesis on FHIR search: {sum(CASES.values())} cases in {seconds} s "
+                f"({', '.join(f'{k} {v}' for k, v in sorted(CASES.items()))}), HTTP statuses "
+                f"{statuses}",
+                {"cases": sum(CASES.values()), "per_test": dict(sorted(CASES.items())),
+                 "seconds": seconds, "statuses": statuses})
+
+    with counted(request, "fuzz-search-cases", CASES, STATUSES, describe):
+        yield
 
 
 # -- (a) the parser -----------------------------------------------------------------------------
