@@ -105,6 +105,13 @@ class Conflict(BridgeError):
     code = "conflict"
 
 
+class PreconditionFailed(Conflict):
+    """A stale version in If-Match on the FHIR API (412, as FHIR's update rules say; the JSON
+    API answers 409 for the same race)."""
+
+    status = 412
+
+
 class UnsupportedMediaType(BridgeError):
     status = 415
     code = "not-supported"

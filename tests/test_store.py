@@ -124,3 +124,132 @@ def _app(bridge):
     class Holder:
         extensions = {"fhir_bridge": bridge}
     return Holder
+
+
+# --- check-and-write under concurrency (tests/test_races.py races whole requests) ----------
+
+def _key_row(key: str, request_hash: str | None = "h") -> dict:
+    import datetime as dt
+    return dict(key=key, request_hash=request_hash, status=200, body="{}", location=None,
+                created_at=dt.datetime.now(dt.timezone.utc))
+
+
+def test_a_duplicate_key_met_inside_a_save_is_a_conflict_and_writes_nothing(bridge):
+    """What a concurrent save inserted meanwhile (a unique violation) is a Conflict (409),
+    never the driver's IntegrityError (500), and the save is rolled back."""
+    from fhir_bridge.errors import Conflict
+
+    with bridge.engine.begin() as conn:
+        conn.execute(t.idempotency_keys.insert().values(**_key_row("taken")))
+    before = snapshot(_app(bridge))
+    with pytest.raises(Conflict):
+        bridge.store.save(load_document(P01), first=lambda conn: conn.execute(
+            t.idempotency_keys.insert().values(**_key_row("taken"))))
+    assert snapshot(_app(bridge)) == before
+
+
+def test_other_integrity_errors_are_not_taken_for_a_conflict(bridge):
+    with pytest.raises(sa.exc.IntegrityError):
+        bridge.store.save(load_document(P01), first=lambda conn: conn.execute(
+            t.idempotency_keys.insert().values(**_key_row("k", request_hash=None))))
+    assert count(bridge, t.records) == 0
+
+
+def test_on_sqlite_a_second_writer_waits_for_the_first_and_readers_take_no_lock(tmp_path):
+    """BEGIN IMMEDIATE: a writing transaction holds SQLite's write lock from its first read;
+    another writer waits (busy timeout) instead of failing, and then reads what the first
+    committed; a reader neither waits for a writer nor blocks one."""
+    import threading
+    import time
+
+    from fhir_bridge.store.database import create_engine
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'lock.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE counter (n INTEGER NOT NULL)")
+        conn.exec_driver_sql("INSERT INTO counter VALUES (0)")
+
+    def increment():
+        with engine.begin() as conn:
+            n = conn.exec_driver_sql("SELECT n FROM counter").scalar()
+            time.sleep(0.02)  # the other writer tries meanwhile
+            conn.exec_driver_sql(f"UPDATE counter SET n = {n + 1}")
+
+    with engine.connect() as reader:  # an open read transaction all along
+        assert reader.exec_driver_sql("SELECT n FROM counter").scalar() == 0
+        threads = [threading.Thread(target=increment) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert reader.exec_driver_sql("SELECT n FROM counter").scalar() == 0  # its snapshot
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT n FROM counter").scalar() == 8  # no lost update
+    engine.dispose()
+
+
+# --- reference rules: a patient's record names only that patient's records -----------------
+
+P06 = read_json(FIXTURES / "internal" / "p06-family-caregiver.json")
+
+
+def _with(collection: str, index: int = 0, **changes) -> dict:
+    return dict(P01[collection][index], **changes)
+
+
+def _p01_team_listing_p06() -> dict:
+    team = _with("care-teams")
+    return dict(team, participants=team["participants"] + [
+        {"member": {"type": "patient", "id": "p06"}, "role": "patient"},
+        {"member": {"type": "caregiver", "id": "p06-cg1"}, "role": "informal-caregiver"}])
+
+
+def _p01_plan_pointing_at_p06() -> dict:
+    plan = _with("care-plans")
+    activities = [dict(plan["activities"][0], prescription_id="p06-rx3")]
+    return dict(plan, activities=activities + plan["activities"][1:])
+
+
+CROSS_PATIENT = {
+    "side effect suspecting another patient's prescription": (
+        "POST", "side-effects", lambda: _with("side-effects", id="p01-se9",
+                                              suspected_prescription_id="p06-rx3"),
+        ["suspected_prescription_id"]),
+    "adherence report on another patient's prescription": (
+        "POST", "adherence-reports", lambda: _with("adherence-reports", id="p01-adh9",
+                                                   prescription_id="p06-rx3"),
+        ["prescription_id"]),
+    "care team listing another patient and their caregiver": (
+        "PUT", "care-teams", _p01_team_listing_p06,
+        ["participants[4].member", "participants[5].member"]),
+    "plan activity pointing at another patient's prescription": (
+        "PUT", "care-plans", _p01_plan_pointing_at_p06, ["activities[0].prescription_id"]),
+}
+
+
+@pytest.fixture
+def two_patients(client):
+    for document in (P01, P06):
+        assert client.post("/api/v1/documents", json=document).status_code == 200
+    return client
+
+
+@pytest.mark.parametrize("case", sorted(CROSS_PATIENT))
+def test_a_record_naming_another_patients_record_is_refused_naming_the_field(
+        app, two_patients, case):
+    method, collection, body, fields = CROSS_PATIENT[case]
+    record = body()
+    url = f"/api/v1/{collection}" + (f"/{record['id']}" if method == "PUT" else "")
+    before = snapshot(app)
+    response = two_patients.open(url, method=method, json=record)
+    assert response.status_code == 422, response.json
+    assert response.json["resourceType"] == "OperationOutcome"
+    assert sorted(e for issue in response.json["issue"] for e in issue["expression"]) == fields
+    assert all("another patient" in issue["diagnostics"] for issue in response.json["issue"])
+    assert snapshot(app) == before
+
+
+def test_practitioners_belong_to_no_patient_and_may_be_named_by_anyones_records(two_patients):
+    report = _with("side-effects", id="p01-se9",
+                   reported_by={"type": "practitioner", "id": "dr-halvorsen"})  # p06's doctor
+    assert two_patients.post("/api/v1/side-effects", json=report).status_code == 201

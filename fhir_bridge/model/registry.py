@@ -1,7 +1,8 @@
 """Every internal concept: its API collection, schema, and the records it points at.
 
 ``refs`` lists where a record names other records, as (path, concept): the store refuses a
-record whose references do not exist. A path step ``[*]`` walks a list; a person reference
+record whose references do not exist, or name another patient's records (a concept whose
+``patient_field`` is None, the practitioner, belongs to no patient). A path step ``[*]`` walks a list; a person reference
 ({type, id}) is written with concept ``person``.
 """
 

@@ -15,8 +15,9 @@ from ..fhir import jsonio
 from ..fhir.validate import validate_resource
 from ..mapping.engine import Mapper
 from ..model.changes import with_consequences
-from ..model.registry import Concept
+from ..model.registry import Concept, concept_by_name
 from . import tables as t
+from .database import is_unique_violation
 
 
 def utcnow() -> dt.datetime:
@@ -114,20 +115,42 @@ class RecordStore:
              create_only: Iterable[int] = (),
              expected_versions: dict[int, int] | None = None,
              also: Callable[[sa.Connection, list[StoredRecord]], None] | None = None,
-             source: str = "api") -> list[StoredRecord]:
+             source: str = "api",
+             first: Callable[[sa.Connection], None] | None = None) -> list[StoredRecord]:
         """Save records in one transaction.
 
         ``create_only`` holds indexes of changes that must not exist yet (409 if they do);
         ``expected_versions`` maps an index to the version the caller last read (409 if the
-        stored version differs: an optimistic lock for updates). ``also`` runs inside the same
-        transaction after the writes (e.g. to remember an idempotency key).
+        stored version differs: an optimistic lock for updates). ``first`` runs inside the
+        transaction before anything is read (e.g. to claim an idempotency key), ``also`` after
+        the writes (e.g. to store the answer under that key).
+
+        Every check happens inside the writing transaction, which holds the rows it reads
+        (PostgreSQL: ``FOR UPDATE``; SQLite: the write lock, taken by ``BEGIN IMMEDIATE``), so
+        two concurrent saves cannot both pass a check the other invalidates: the second waits,
+        then sees the first one's result. A row inserted meanwhile by a concurrent save (a
+        unique violation) is a Conflict (409), like one found by the checks.
         """
         create_only = set(create_only)
         expected_versions = expected_versions or {}
-        changes = list(changes)
+        try:
+            with self.engine.begin() as conn:
+                if first is not None:
+                    first(conn)
+                return self._save(conn, list(changes), create_only, expected_versions, also,
+                                  source)
+        except sa.exc.IntegrityError as error:
+            if not is_unique_violation(error):
+                raise
+            raise Conflict("a record of this change was saved by another request at the same "
+                           "time", [Issue("id", "was taken meanwhile; read the record again "
+                                                "and retry")]) from error
+
+    def _save(self, conn: sa.Connection, changes: list, create_only: set[int],
+              expected_versions: dict[int, int], also, source: str) -> list[StoredRecord]:
+        _lock_patients(conn, changes)
         if self.consequences is not None:
-            with self.engine.connect() as conn:
-                changes = self._with_consequences(conn, changes)
+            changes = self._with_consequences(conn, changes)
         # Map and validate before writing: a bad record writes nothing.
         mapped = []
         for concept, record in changes:
@@ -138,47 +161,46 @@ class RecordStore:
         now = utcnow()
         saved: list[StoredRecord] = []
         events: list[ResourceEvent] = []
-        with self.engine.begin() as conn:
-            batch = {(c.name, r["id"]) for c, r in changes}
-            for index, (concept, record) in enumerate(changes):
-                self._check_references(conn, concept, record, batch)
-                row = conn.execute(sa.select(t.records.c.version, t.records.c.data,
-                                             t.records.c.updated_at).where(
-                    t.records.c.concept == concept.name, t.records.c.id == record["id"])
-                    .with_for_update()).first()
-                current = row.version if row is not None else None
-                if current is not None and index in create_only:
-                    raise Conflict(f"{concept.name} {record['id']!r} exists already",
-                                   [Issue("id", "is taken; update it with PUT instead")])
-                if index in expected_versions and current != expected_versions[index]:
-                    raise Conflict(f"{concept.name} {record['id']!r} changed since version "
-                                   f"{expected_versions[index]}",
-                                   [Issue("If-Match", f"the current version is {current}")])
-                if row is not None and row.data == record:
-                    # Unchanged: no new version, no resource versions, nothing to sync.
-                    saved.append(StoredRecord(concept.name, record["id"], current, record,
-                                              as_utc(row.updated_at)))
-                    continue
-                version = (current or 0) + 1
-                patient_id = record.get(concept.patient_field) if concept.patient_field else None
-                values = dict(patient_id=patient_id, version=version, data=record,
-                              updated_at=now, source=source)
-                if current is None:
-                    conn.execute(t.records.insert().values(concept=concept.name,
-                                                           id=record["id"], created_at=now,
-                                                           **values))
-                else:
-                    conn.execute(t.records.update().where(
-                        t.records.c.concept == concept.name,
-                        t.records.c.id == record["id"]).values(**values))
-                self._write_resources(conn, concept, record["id"], patient_id, mapped[index],
-                                      now, source, events)
-                saved.append(StoredRecord(concept.name, record["id"], version, record, now))
-            if events:
-                for listener in self.listeners:
-                    listener(conn, events)
-            if also is not None:
-                also(conn, saved)
+        batch = {(c.name, r["id"]): _patient_of(c, r) for c, r in changes}
+        for index, (concept, record) in enumerate(changes):
+            self._check_references(conn, concept, record, batch)
+            row = conn.execute(sa.select(t.records.c.version, t.records.c.data,
+                                         t.records.c.updated_at).where(
+                t.records.c.concept == concept.name, t.records.c.id == record["id"])
+                .with_for_update()).first()
+            current = row.version if row is not None else None
+            if current is not None and index in create_only:
+                raise Conflict(f"{concept.name} {record['id']!r} exists already",
+                               [Issue("id", "is taken; update it with PUT instead")])
+            if index in expected_versions and current != expected_versions[index]:
+                raise Conflict(f"{concept.name} {record['id']!r} changed since version "
+                               f"{expected_versions[index]}",
+                               [Issue("If-Match", f"the current version is {current}")])
+            if row is not None and row.data == record:
+                # Unchanged: no new version, no resource versions, nothing to sync.
+                saved.append(StoredRecord(concept.name, record["id"], current, record,
+                                          as_utc(row.updated_at)))
+                continue
+            version = (current or 0) + 1
+            patient_id = _patient_of(concept, record)
+            values = dict(patient_id=patient_id, version=version, data=record,
+                          updated_at=now, source=source)
+            if current is None:
+                conn.execute(t.records.insert().values(concept=concept.name,
+                                                       id=record["id"], created_at=now,
+                                                       **values))
+            else:
+                conn.execute(t.records.update().where(
+                    t.records.c.concept == concept.name,
+                    t.records.c.id == record["id"]).values(**values))
+            self._write_resources(conn, concept, record["id"], patient_id, mapped[index],
+                                  now, source, events)
+            saved.append(StoredRecord(concept.name, record["id"], version, record, now))
+        if events:
+            for listener in self.listeners:
+                listener(conn, events)
+        if also is not None:
+            also(conn, saved)
         return saved
 
     def _with_consequences(self, conn, changes: list) -> list:
@@ -195,15 +217,33 @@ class RecordStore:
         return with_consequences(changes, self.consequences, stored, listed)
 
     def _check_references(self, conn, concept: Concept, record: dict,
-                          batch: set[tuple[str, str]]) -> None:
-        issues = []
+                          batch: dict[tuple[str, str], str | None]) -> None:
+        """Every record a record names exists (stored or in the batch), and a patient's record
+        names only records of the same patient (practitioners belong to no patient and are
+        shared). ``batch`` maps (concept, id) of the batch's records to their patient."""
+        owner = _patient_of(concept, record)
+        missing, foreign = [], []
         for path, target, target_id in concept.references(record):
-            if (target, target_id) in batch or _exists(conn, target, target_id):
-                continue
-            issues.append(Issue(path, f"names {target} {target_id!r}, which does not exist"))
-        if issues:
+            if (target, target_id) in batch:
+                target_patient = batch[(target, target_id)]
+            else:
+                row = conn.execute(sa.select(t.records.c.patient_id).where(
+                    t.records.c.concept == target, t.records.c.id == target_id)).first()
+                if row is None:
+                    missing.append(Issue(path, f"names {target} {target_id!r}, which does not "
+                                               "exist"))
+                    continue
+                target_patient = row.patient_id
+            if owner is not None and concept_by_name(target).patient_field is not None \
+                    and target_patient != owner:
+                foreign.append(Issue(path, f"names {target} {target_id!r}, which belongs to "
+                                           "another patient"))
+        if missing:
             raise InvalidInput(f"{concept.name} {record['id']!r} names records that do not "
-                               "exist", issues)
+                               "exist", missing + foreign)
+        if foreign:
+            raise InvalidInput(f"{concept.name} {record['id']!r} names records of another "
+                               "patient", foreign)
 
     def _write_resources(self, conn, concept: Concept, record_id: str, patient_id: str | None,
                          resources: list[dict], now: dt.datetime, source: str,
@@ -287,6 +327,24 @@ def _previous(row) -> dict | None:
     if row is None or row.deleted:
         return None
     return with_meta(jsonio.loads(row.content), row.version_id, as_utc(row.last_updated))
+
+
+def _lock_patients(conn, changes: list) -> None:
+    """Serialize the saves of each patient: consequences and safety checks read the patient's
+    other records (care plans, prescriptions), so a concurrent save of the same patient must
+    wait for this one and then read what it wrote. PostgreSQL locks the patients' rows, in id
+    order (no deadlock between batches of several patients); SQLite's write lock does it
+    already, so FOR UPDATE is left out there."""
+    patients = sorted({pid for concept, record in changes
+                       if (pid := _patient_of(concept, record)) is not None})
+    if patients and conn.dialect.name != "sqlite":
+        conn.execute(sa.select(t.records.c.id).where(
+            t.records.c.concept == "patient", t.records.c.id.in_(patients))
+            .order_by(t.records.c.id).with_for_update())
+
+
+def _patient_of(concept: Concept, record: dict) -> str | None:
+    return record.get(concept.patient_field) if concept.patient_field else None
 
 
 def _exists(conn, concept_name: str, record_id: str) -> bool:
