@@ -54,9 +54,18 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.sort_keys = False
     app.extensions["fhir_bridge"] = build_bridge(settings)
 
+    from .api import screen
+    from .api.body import BodyLimit
+
+    # A streamed (chunked) body is held to the same limit as one with a Content-Length.
+    app.wsgi_app = BodyLimit(app.wsgi_app, app.config["MAX_CONTENT_LENGTH"])
+    # First: bytes no record or search can hold (%00) and a streamed body over the limit
+    # are refused before anything reads them, authentication included.
+    screen.install(app)
+
     from .auth import install as install_auth
 
-    install_auth(app, settings)  # first: its before_request hook runs before any other
+    install_auth(app, settings)  # its before_request hook runs before the views' hooks
 
     from .api import health, openapi, records
     from .api.outcome import register_error_handlers

@@ -8,11 +8,15 @@ from typing import Iterator
 
 from werkzeug.serving import make_server
 
+from fhir_bridge.api.server import BridgeRequestHandler
+
 
 @contextmanager
 def serving(app) -> Iterator[str]:
-    """The app on a free loopback port; yields its base URL (http://127.0.0.1:PORT)."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    """The app on a free loopback port, with the request handler `fhir-bridge serve` uses;
+    yields its base URL (http://127.0.0.1:PORT)."""
+    server = make_server("127.0.0.1", 0, app, threaded=True,
+                         request_handler=BridgeRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

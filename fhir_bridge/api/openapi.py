@@ -14,7 +14,8 @@ from ..model.medication import DiscontinuationSchema, DoseChangeSchema
 bp = Blueprint("openapi", __name__)
 
 _ERRORS = {
-    "400": {"description": "Malformed request", "content": {
+    "400": {"description": "Malformed request (also: %00, a control character or invalid "
+                           "UTF-8 in the path or query)", "content": {
         "application/fhir+json": {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}}},
     "404": {"description": "No such record", "content": {
         "application/fhir+json": {"schema": {"$ref": "#/components/schemas/OperationOutcome"}}}},
@@ -85,7 +86,7 @@ def build_spec() -> dict:
         spec.path(path=base + "/{record_id}", operations={
             "get": {"summary": f"Read a {concept.name}", "parameters": [record_id],
                     "responses": {"200": ok, "304": {"description": "Not modified"},
-                                  **_errors("404")}},
+                                  **_errors("400", "404")}},
             "put": {"summary": f"Update a {concept.name}", "requestBody": body,
                     "parameters": [record_id, {"name": "If-Match", "in": "header",
                                                "schema": {"type": "string"}}],
@@ -114,7 +115,7 @@ def build_spec() -> dict:
         "summary": "Rating-scale trends: baseline, latest, response, remission, review",
         "parameters": [pid],
         "responses": {"200": {"description": "One trend per instrument with a total"},
-                      **_errors("404")}}})
+                      **_errors("400", "404")}}})
     spec.path(path="/api/v1/documents", operations={"post": {
         "summary": "Import an internal-record document in one transaction",
         "requestBody": {"required": True, "content": {"application/json": {

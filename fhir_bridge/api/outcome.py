@@ -14,7 +14,15 @@ log = logging.getLogger("fhir_bridge.api")
 
 _HTTP_CODES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found",
                405: "not-supported", 406: "not-supported", 409: "conflict", 412: "conflict",
-               413: "too-costly", 415: "not-supported", 422: "invalid", 429: "throttled"}
+               413: "too-costly", 414: "too-long", 415: "not-supported", 417: "not-supported",
+               422: "invalid", 429: "throttled", 431: "too-long", 505: "not-supported"}
+# Issue types of R4 (http://hl7.org/fhir/issue-type; "too-long" as listed in
+# hl7.fhir.uv.extensions.r4-5.1.0 StructureMap-OperationOutcome4to5.json).
+
+
+def http_issue_code(status: int) -> str:
+    """The OperationOutcome issue type for an HTTP status without a BridgeError."""
+    return _HTTP_CODES.get(status, "exception")
 
 
 def operation_outcome(message: str, issues: list[Issue], code: str = "invalid",
@@ -73,7 +81,7 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         status = exc.code or 500
         return outcome_response(status, operation_outcome(
-            exc.description or exc.name, [], _HTTP_CODES.get(status, "exception")))
+            exc.description or exc.name, [], http_issue_code(status)))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -13,7 +13,7 @@ import copy
 import datetime as dt
 from typing import Any, Callable
 
-from ..errors import Conflict, Issue
+from ..errors import Conflict, InvalidInput, Issue
 
 OPEN_STATUSES = ("active", "on-hold", "draft")
 # Copied from the replaced prescription unless the change gives them. The product and the sig
@@ -35,9 +35,9 @@ def _require_open(prescription: dict[str, Any]) -> None:
 def dose_change(prior: dict[str, Any], change: dict[str, Any]) -> tuple[dict, dict]:
     """(the new prescription, the closed prior one)."""
     _require_open(prior)
-    if change["effective_date"] < prior["start_date"]:
-        raise Conflict("a dose change cannot start before the prescription it replaces",
-                       [Issue("effective_date", f"is before {prior['start_date']}")])
+    if change["effective_date"] < prior["start_date"]:  # bad input, not a clash: 422
+        raise InvalidInput("a dose change cannot start before the prescription it replaces",
+                           [Issue("effective_date", f"is before {prior['start_date']}")])
     new = {k: copy.deepcopy(prior[k]) for k in COPIED if k in prior}
     for key in CHANGED:
         if key in change:
@@ -54,8 +54,8 @@ def dose_change(prior: dict[str, Any], change: dict[str, Any]) -> tuple[dict, di
 def discontinue(prescription: dict[str, Any], stop: dict[str, Any]) -> dict:
     _require_open(prescription)
     if stop["date"] < prescription["start_date"]:
-        raise Conflict("a prescription cannot stop before it starts",
-                       [Issue("date", f"is before {prescription['start_date']}")])
+        raise InvalidInput("a prescription cannot stop before it starts",
+                           [Issue("date", f"is before {prescription['start_date']}")])
     stopped = copy.deepcopy(prescription)
     stopped.update(status="stopped", status_reason=stop["reason"], end_date=stop["date"],
                    discontinuation=dict(stop))

@@ -9,19 +9,23 @@ stops a prescription and records when, why and by whom. Both are made through th
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from ..mapping.valuemaps import words
-from .common import AwareDateTime, BaseSchema, Choice, Id, IsoDate, QuantitySchema, TermKey, \
-    Text, check_period
+from .common import AwareDateTime, BaseSchema, Choice, Flag, Id, Int, IsoDate, Line, Number, \
+    TermKey, Text, check_period
 
 DOSE_UNITS = ("mg", "mcg", "g", "mL", "tablet", "capsule", "patch")
 DISPENSE_UNITS = DOSE_UNITS + ("syringe", "vial", "pen")
 ROUTES = ("oral", "sublingual", "intramuscular", "transdermal", "subcutaneous")
 
 
-class DoseSchema(QuantitySchema):
+class DoseSchema(BaseSchema):
+    """A quantity: an amount in its range (model/ranges.py) and a unit from a list."""
+
+    value = Number("dose", required=True)
     unit = Choice(DOSE_UNITS, required=True)
 
 
-class DispenseQuantitySchema(QuantitySchema):
+class DispenseQuantitySchema(BaseSchema):
+    value = Number("dispense-quantity", required=True)
     unit = Choice(DISPENSE_UNITS, required=True)
 
 
@@ -48,23 +52,23 @@ class PrescriptionSchema(BaseSchema):
     status_reason = Text(500)
     authored_on = AwareDateTime(required=True)
     drug = TermKey("rxnorm-drugs", 100, required=True)  # ingredient, e.g. "sertraline"
-    product = Text(200)  # the product as prescribed, e.g. "sertraline 50 mg oral tablet"
+    product = Line(200)  # the product as prescribed, e.g. "sertraline 50 mg oral tablet"
     dose = fields.Nested(DoseSchema, required=True)
     route = Choice(ROUTES)
-    frequency = fields.Integer(required=True, validate=validate.Range(min=1, max=24))
-    period = fields.Float(load_default=1.0, validate=validate.Range(min=0, min_inclusive=False))
+    frequency = Int("frequency", required=True)
+    period = Number("period", load_default=1.0)
     period_unit = Choice(words("period-unit"), load_default="day")
     time_of_day = fields.List(Choice(words("time-of-day")), validate=validate.Length(max=6))
-    as_needed = fields.Boolean(load_default=False)
+    as_needed = Flag(load_default=False)
     as_needed_reason = Text(200)
     start_date = IsoDate(required=True)
     end_date = IsoDate()
     indication_diagnosis_id = Id()
     sig = Text(500)
     instructions = Text(1000)
-    refills = fields.Integer(validate=validate.Range(min=0, max=12))
+    refills = Int("refills")
     quantity = fields.Nested(DispenseQuantitySchema)
-    days_supply = fields.Integer(validate=validate.Range(min=1, max=365))
+    days_supply = Int("days-supply")
     prior_prescription_id = Id()
     change_reason = Text(500)
     discontinuation = fields.Nested(DiscontinuationSchema)
@@ -90,8 +94,8 @@ class DoseChangeSchema(BaseSchema):
 
     id = Id(required=True)
     dose = fields.Nested(DoseSchema, required=True)
-    frequency = fields.Integer(validate=validate.Range(min=1, max=24))
-    period = fields.Float(validate=validate.Range(min=0, min_inclusive=False))
+    frequency = Int("frequency")
+    period = Number("period")
     period_unit = Choice(words("period-unit"))
     time_of_day = fields.List(Choice(words("time-of-day")), validate=validate.Length(max=6))
     effective_date = IsoDate(required=True)
@@ -100,7 +104,7 @@ class DoseChangeSchema(BaseSchema):
     authored_on = AwareDateTime(required=True)
     sig = Text(500)
     instructions = Text(1000)
-    product = Text(200)
+    product = Line(200)
     quantity = fields.Nested(DispenseQuantitySchema)
-    refills = fields.Integer(validate=validate.Range(min=0, max=12))
-    days_supply = fields.Integer(validate=validate.Range(min=1, max=365))
+    refills = Int("refills")
+    days_supply = Int("days-supply")

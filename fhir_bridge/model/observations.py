@@ -6,8 +6,8 @@ from ..clinical.adherence import finding, proportion_of_days_covered
 from ..clinical.scoring import read
 from ..mapping.catalogs import instruments, measurement_kinds
 from ..mapping.valuemaps import words
-from .common import AwareDateTime, BaseSchema, Choice, Id, IsoDate, PersonRefSchema, TermKey, \
-    Text, check_period
+from .common import AwareDateTime, BaseSchema, Choice, Id, Int, IsoDate, Line, Number, \
+    PersonRefSchema, String, TermKey, Text, check_period
 
 SEVERITIES = ("mild", "moderate", "severe")
 SIDE_EFFECT_ACTIONS = ("none", "monitor", "dose-reduced", "dose-held", "switched", "discontinued",
@@ -17,8 +17,8 @@ ADHERENCE_FINDINGS = ("adherent", "non-adherent", "not-taking")
 
 
 class ItemAnswerSchema(BaseSchema):
-    number = fields.Integer(required=True, validate=validate.Range(min=1))
-    value = fields.Integer(required=True)
+    number = Int("item-number", required=True)
+    value = Int("item-value", required=True)
 
 
 class AssessmentSchema(BaseSchema):
@@ -30,13 +30,13 @@ class AssessmentSchema(BaseSchema):
     administered_by_id = Id()
     items = fields.List(fields.Nested(ItemAnswerSchema), required=True,
                         validate=validate.Length(min=1, max=30))
-    total = fields.Integer(validate=validate.Range(min=0))
+    total = Int("total")
     note = Text(2000)
     # Derived from the answers by the instrument's scoring rules (mappings/instruments.yaml);
     # a client may send them back, but only as they are.
-    band = fields.String()
-    risk = fields.String()
-    alerts = fields.List(fields.String())
+    band = String()
+    risk = String()
+    alerts = fields.List(String())
 
     @validates_schema(skip_on_field_errors=False)
     def _answers_fit_the_instrument(self, data, **_):
@@ -128,7 +128,7 @@ class FillSchema(BaseSchema):
     """One pharmacy fill: the day it was dispensed and for how many days."""
 
     date = IsoDate(required=True)
-    days_supply = fields.Integer(required=True, validate=validate.Range(min=1, max=365))
+    days_supply = Int("days-supply", required=True)
 
 
 class AdherenceSchema(BaseSchema):
@@ -138,9 +138,9 @@ class AdherenceSchema(BaseSchema):
     period_start = IsoDate(required=True)
     period_end = IsoDate(required=True)
     source = Choice(ADHERENCE_SOURCES, required=True)
-    doses_prescribed = fields.Integer(validate=validate.Range(min=1))
-    doses_taken = fields.Integer(validate=validate.Range(min=0))
-    proportion_percent = fields.Float(validate=validate.Range(min=0, max=100), allow_nan=False)
+    doses_prescribed = Int("doses-prescribed")
+    doses_taken = Int("doses-taken")
+    proportion_percent = Number("percent")
     finding = Choice(ADHERENCE_FINDINGS)
     fills = fields.List(fields.Nested(FillSchema), validate=validate.Length(min=1, max=60))
     recorded_at = AwareDateTime(required=True)
@@ -189,17 +189,17 @@ class AdherenceSchema(BaseSchema):
 
 
 class ComponentValueSchema(BaseSchema):
-    name = Text(40, required=True)
-    value = fields.Float(required=True, allow_nan=False)
+    name = Line(40, required=True)
+    value = Number("measurement", required=True)
 
 
 class MeasurementSchema(BaseSchema):
     id = Id(required=True)
     patient_id = Id(required=True)
     kind = Choice(list(measurement_kinds()), required=True)
-    value = fields.Float(allow_nan=False, validate=validate.Range(min=0))
+    value = Number("measurement")
     components = fields.List(fields.Nested(ComponentValueSchema))
-    unit = Text(20, required=True)
+    unit = Line(20, required=True)
     effective = AwareDateTime(required=True)
     status = Choice(words("observation-status"), load_default="final")
     related_prescription_id = Id()

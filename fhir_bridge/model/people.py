@@ -1,11 +1,15 @@
 """Patients, practitioners and family caregivers."""
 
-from marshmallow import fields, validate
+from marshmallow import fields
 
 from ..mapping.valuemaps import words
-from .common import BaseSchema, Choice, Id, IsoDate, NameSchema, Text
+from .common import BaseSchema, Choice, EmailAddress, Flag, Id, IsoDate, Line, NameSchema, \
+    Pattern
 
-PHONE = validate.Regexp(r"^\+?[0-9 ().\-]{7,20}$", error="must be a phone number")
+
+def Phone(**kwargs):  # noqa: N802
+    return Pattern(r"^\+?[0-9 ().\-]{7,20}$", "must be a phone number", **kwargs)
+
 
 # Practitioner disciplines the practice uses (keys into terminology tables where one exists).
 # Each is a key of terminology/care-team-roles.csv or terminology/specialties.csv.
@@ -21,22 +25,21 @@ RELATIONSHIPS = ("mother", "father", "parent", "spouse", "partner", "sibling", "
 
 class PatientSchema(BaseSchema):
     id = Id(required=True)
-    mrn = Text(40, required=True)
+    mrn = Line(40, required=True)
     name = fields.Nested(NameSchema, required=True)
     birth_date = IsoDate(required=True)
     gender = Choice(words("gender"), required=True)
-    phone = fields.String(validate=PHONE)
-    email = fields.Email()
-    language = fields.String(validate=validate.Regexp(r"^[a-z]{2,3}(-[A-Z]{2})?$",
-                                                      error="must be a BCP-47 tag such as en"))
+    phone = Phone()
+    email = EmailAddress()
+    language = Pattern(r"^[a-z]{2,3}(-[A-Z]{2})?$", "must be a BCP-47 tag such as en")
 
 
 class PractitionerSchema(BaseSchema):
     id = Id(required=True)
     name = fields.Nested(NameSchema, required=True)
     discipline = Choice(DISCIPLINES)  # unknown for some practitioners pulled from an EHR
-    phone = fields.String(validate=PHONE)
-    email = fields.Email()
+    phone = Phone()
+    email = EmailAddress()
 
 
 class CaregiverSchema(BaseSchema):
@@ -46,6 +49,6 @@ class CaregiverSchema(BaseSchema):
     patient_id = Id(required=True)
     name = fields.Nested(NameSchema, required=True)
     relationship = Choice(RELATIONSHIPS, required=True)
-    phone = fields.String(validate=PHONE)
-    email = fields.Email()
-    active = fields.Boolean(load_default=True)
+    phone = Phone()
+    email = EmailAddress()
+    active = Flag(load_default=True)

@@ -4,8 +4,8 @@ from marshmallow import ValidationError, fields, validate, validates_schema
 
 from ..mapping.catalogs import instruments, measurement_kinds
 from ..mapping.valuemaps import words
-from .common import AwareDateTime, BaseSchema, Choice, Id, IsoDate, PersonRefSchema, Text, \
-    check_period
+from .common import AwareDateTime, BaseSchema, Choice, Id, Int, IsoDate, Line, Number, \
+    PersonRefSchema, Text, check_period
 
 # What a plan's activities can be. "medication" points at a prescription; the others are
 # described activities with a topic (e.g. lifestyle: "Sleep hygiene", integrative: "Mindfulness").
@@ -31,7 +31,7 @@ def _measures() -> list[str]:
 class GoalTargetSchema(BaseSchema):
     measure = Choice(_measures(), required=True)  # an instrument with a total, or a measurement
     comparator = Choice(COMPARATORS)
-    value = fields.Float(required=True, allow_nan=False)
+    value = Number("goal-target", required=True)
 
 
 class GoalSchema(BaseSchema):
@@ -50,8 +50,8 @@ class GoalSchema(BaseSchema):
 class ScheduleSchema(BaseSchema):
     """When an activity happens: a repeating schedule within a period (e.g. every 4 weeks)."""
 
-    frequency = fields.Integer(load_default=1, validate=validate.Range(min=1, max=30))
-    period = fields.Float(required=True, validate=validate.Range(min=0, min_inclusive=False))
+    frequency = Int("schedule-frequency", load_default=1)
+    period = Number("period", required=True)
     period_unit = Choice(words("period-unit"), required=True)
     start = IsoDate(required=True)
     end = IsoDate()
@@ -65,7 +65,7 @@ class ActivitySchema(BaseSchema):
     id = Id(required=True)
     kind = Choice(ACTIVITY_KINDS, required=True)
     prescription_id = Id()
-    topic = Text(200)
+    topic = Line(200)
     description = Text(1000)
     status = Choice(words("activity-status"))
     schedule = fields.Nested(ScheduleSchema)
@@ -120,7 +120,7 @@ class CarePlanSchema(BaseSchema):
     id = Id(required=True)
     patient_id = Id(required=True)
     status = Choice(words("care-plan-status"), required=True)
-    title = Text(200, required=True)
+    title = Line(200, required=True)
     description = Text(2000)
     created = AwareDateTime(required=True)
     period_start = IsoDate(required=True)
@@ -167,7 +167,7 @@ class TeamMemberSchema(BaseSchema):
 class CareTeamSchema(BaseSchema):
     id = Id(required=True)
     patient_id = Id(required=True)
-    name = Text(200, required=True)
+    name = Line(200, required=True)
     status = Choice(words("care-team-status"), required=True)
     participants = fields.List(fields.Nested(TeamMemberSchema), required=True,
                                validate=validate.Length(min=1, max=30))

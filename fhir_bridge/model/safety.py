@@ -4,7 +4,7 @@ prescription is saved (``fhir_bridge/clinical/safety.py``), never a reason to re
 
 from marshmallow import fields, validate
 
-from .common import AwareDateTime, BaseSchema, Choice, Id, Text
+from .common import AwareDateTime, BaseSchema, Choice, Id, Pattern, Text
 
 ISSUE_SEVERITIES = ("high", "moderate", "low")
 # DetectedIssue.status (http://hl7.org/fhir/observation-status, as R4 binds it)
@@ -17,8 +17,8 @@ class DetectedIssueSchema(BaseSchema):
     patient_id = Id(required=True)
     status = Choice(ISSUE_STATUSES, load_default="final")
     severity = Choice(ISSUE_SEVERITIES, required=True)
-    rule = fields.String(required=True, validate=validate.Regexp(
-        r"^[a-z0-9][a-z0-9.\-]{0,99}$", error="must be a rule id such as interaction.lithium-nsaid"))
+    rule = Pattern(r"^[a-z0-9][a-z0-9.\-]{0,99}$",
+                   "must be a rule id such as interaction.lithium-nsaid", required=True)
     text = Text(300, required=True)  # what the rule says
     detail = Text(1000, required=True)  # this case
     source = Text(1000, required=True)  # the rule's source
