@@ -1,6 +1,8 @@
 """A pytest plugin: every log record emitted anywhere during the test session is scanned for
-the fixture people's names and birth dates (patients, caregivers, practitioners). The check
-itself is tests/test_zz_log_privacy.py, which runs last."""
+the fixture people's names and birth dates (patients, caregivers, practitioners), and so is
+the output of every command-line run a test hands to ``SCANNER.scan_output`` (tests/test_cli.py
+and tests/test_zz_log_privacy.py do). The check itself is tests/test_zz_log_privacy.py, which
+runs last."""
 
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ class Scanner(logging.Handler):
             r"(?<![\w-])(" + "|".join(re.escape(s) for s in sorted(self.forbidden)) + r")(?![\w-])",
             re.IGNORECASE)
         self.scanned = 0
+        self.outputs = 0  # command-line outputs scanned
         self.leaks: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -48,10 +51,20 @@ class Scanner(logging.Handler):
         if record.exc_info and record.exc_info[1] is not None:
             text += " " + repr(record.exc_info[1])
         self.scanned += 1
-        match = self.pattern.search(text)
-        if match:
+        self._check(f"{record.name} {record.levelname}", text)
+
+    def scan_output(self, source: str, text: str) -> list[str]:
+        """Scan a command's stdout or stderr (``source`` says which); the leaks it found."""
+        self.outputs += 1
+        return self._check(source, text)
+
+    def _check(self, source: str, text: str) -> list[str]:
+        found = []
+        for match in self.pattern.finditer(text):
             start = max(0, match.start() - 60)
-            self.leaks.append(f"{record.name} {record.levelname}: {text[start:match.end() + 60]}")
+            found.append(f"{source}: {text[start:match.end() + 60]}")
+        self.leaks.extend(found)
+        return found
 
 
 SCANNER = Scanner()

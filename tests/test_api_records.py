@@ -123,7 +123,22 @@ def test_a_repeated_post_with_the_same_idempotency_key_is_answered_once(loaded_c
     assert len(loaded_client.get("/api/v1/prescriptions").json["items"]) == 3
     other = loaded_client.post("/api/v1/prescriptions/p01-rx2/dose-changes",
                                json=dict(change, reason="else"), headers=headers)
-    assert other.status_code == 409
+    assert other.status_code == 422
+    assert other.json["issue"][0]["expression"] == ["Idempotency-Key"]
+
+
+def test_an_idempotency_key_over_200_characters_is_a_bad_request_naming_the_header(
+        loaded_client, app):
+    before = snapshot(app)
+    response = loaded_client.post("/api/v1/patients", json=dict(P01["patients"][0], id="p99"),
+                                  headers={"Idempotency-Key": "k" * 201})
+    assert response.status_code == 400
+    assert response.json["resourceType"] == "OperationOutcome"
+    assert response.json["issue"][0]["expression"] == ["Idempotency-Key"]
+    assert snapshot(app) == before
+    accepted = loaded_client.post("/api/v1/patients", json=dict(P01["patients"][0], id="p99"),
+                                  headers={"Idempotency-Key": "k" * 200})
+    assert accepted.status_code == 201
 
 
 def test_the_openapi_document_is_valid_and_lists_every_collection(client):
@@ -143,3 +158,73 @@ def test_importing_a_document_twice_creates_no_new_versions(client, collection):
     before = snapshot(client.application)
     assert client.post("/api/v1/documents", json=P01).status_code == 200
     assert snapshot(client.application) == before
+
+
+# --- documents never replace a record changed since --------------------------------------------
+
+DOSE_CHANGE = {"id": "p01-rx3", "dose": {"value": 150, "unit": "mg"},
+               "effective_date": "2025-04-28", "reason": "PHQ-9 still 10 after 4 weeks",
+               "changed_by_id": "dr-lindqvist", "authored_on": "2025-04-28T09:00:00-04:00"}
+
+
+def _conflicts(response) -> dict[str, str]:
+    return {i["expression"][0]: i["diagnostics"] for i in response.json["issue"]}
+
+
+def test_reposting_a_document_after_a_dose_change_is_refused_naming_the_records(loaded_client,
+                                                                                 app):
+    """The intake document still says p01-rx2 is active: importing it again would make the
+    replaced prescription active beside its successor."""
+    assert loaded_client.post("/api/v1/prescriptions/p01-rx2/dose-changes",
+                              json=DOSE_CHANGE).status_code == 201
+    before = snapshot(app)
+    response = loaded_client.post("/api/v1/documents", json=P01)
+    assert response.status_code == 409
+    assert response.json["resourceType"] == "OperationOutcome"
+    named = _conflicts(response)
+    assert "prescriptions[1].version" in named  # p01-rx2
+    assert "prescription 'p01-rx2' is at version 2" in named["prescriptions[1].version"]
+    assert "prescriptions[0].version" not in named  # p01-rx1 is unchanged: not a conflict
+    assert snapshot(app) == before
+    assert loaded_client.get("/api/v1/prescriptions/p01-rx2").json["status"] == "stopped"
+
+
+def test_a_document_that_states_the_version_it_replaces_replaces_it(loaded_client):
+    patient = dict(P01["patients"][0], phone="555-0199")
+    assert loaded_client.put("/api/v1/patients/p01", json=patient,
+                             headers={"If-Match": 'W/"1"'}).status_code == 200
+    renamed = dict(P01["patients"][0], phone="555-0142")
+    silent = loaded_client.post("/api/v1/documents", json={"patients": [renamed]})
+    assert silent.status_code == 409
+    assert list(_conflicts(silent)) == ["patients[0].version"]
+    stale = loaded_client.post("/api/v1/documents",
+                               json={"patients": [dict(renamed, version=1)]})
+    assert stale.status_code == 409 and "states version 1" in \
+        _conflicts(stale)["patients[0].version"]
+    stated = loaded_client.post("/api/v1/documents",
+                                json={"patients": [dict(renamed, version=2)]})
+    assert stated.status_code == 200, stated.json
+    read = loaded_client.get("/api/v1/patients/p01")
+    assert (read.json["phone"], read.headers["ETag"]) == ("555-0142", 'W/"3"')
+    assert "version" not in read.json
+    again = loaded_client.post("/api/v1/documents",  # the same document: a no-op
+                               json={"patients": [dict(renamed, version=2)]})
+    assert again.status_code == 200
+    assert loaded_client.get("/api/v1/patients/p01").headers["ETag"] == 'W/"3"'
+
+
+def test_a_stated_version_of_a_record_that_does_not_exist_is_a_conflict(client, app):
+    before = snapshot(app)
+    response = client.post("/api/v1/documents",
+                           json={"patients": [dict(P01["patients"][0], version=4)]})
+    assert response.status_code == 409
+    assert list(_conflicts(response)) == ["patients[0].version"]
+    assert snapshot(app) == before
+
+
+@pytest.mark.parametrize("version", [0, "2", 1.5, True, None])
+def test_a_stated_version_is_a_whole_number(client, version):
+    response = client.post("/api/v1/documents",
+                           json={"patients": [dict(P01["patients"][0], version=version)]})
+    assert response.status_code == 422
+    assert ["patients[0].version"] in [i["expression"] for i in response.json["issue"]]

@@ -64,7 +64,9 @@ def _record_response(concept: Concept, stored: StoredRecord, status: int = 200,
         headers["Location"] = url_for("records.read", collection_name=concept.collection,
                                       record_id=stored.id)
     body = concept.dump(stored.data)
-    found = _detected_issues(saved or [], stored.id)
+    # Only a prescription carries warnings (a DetectedIssue naming prescription "x" is not
+    # about a record "x" of another concept).
+    found = _detected_issues(saved or [], stored.id) if concept.name == "prescription" else []
     if found:
         body["warnings"] = safety_warnings(found, _bridge().mapper)
     return _json(status, body, headers)
@@ -78,42 +80,64 @@ def _detected_issues(saved: list[StoredRecord], prescription_id: str | None = No
 
 
 def idempotent(view):
-    """POST views: with an Idempotency-Key seen before, replay the first answer at once."""
+    """POST views: with an Idempotency-Key seen before, replay the first answer at once. A
+    request that loses a race to a concurrent one with the same key (its save refused, since
+    the other one claimed the key or changed what this one checked) answers as that one did,
+    or 422 if it carried another body."""
 
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         key = idempotency.request_key()
         g.idempotency_key = key
-        if key is not None:
-            bridge = _bridge()
-            replay = idempotency.lookup(bridge.engine, *key,
-                                        ttl_hours=bridge.config["idempotency_ttl_hours"])
-            if replay is not None:
-                headers = {"Idempotent-Replayed": "true"}
-                if replay.location:
-                    headers["Location"] = replay.location
-                return Response(replay.body, status=replay.status, mimetype="application/json",
-                                headers=headers)
-        return view(*args, **kwargs)
+        if key is None:
+            return view(*args, **kwargs)
+        replay = _replay(key)
+        if replay is not None:
+            return replay
+        try:
+            return view(*args, **kwargs)
+        except (Conflict, InvalidInput):
+            replay = _replay(key)
+            if replay is None:
+                raise
+            return replay
 
     return wrapper
 
 
+def _replay(key: tuple[str, str]) -> Response | None:
+    bridge = _bridge()
+    replay = idempotency.lookup(bridge.engine, *key,
+                                ttl_hours=bridge.config["idempotency_ttl_hours"])
+    if replay is None:
+        return None
+    headers = {"Idempotent-Replayed": "true"}
+    if replay.location:
+        headers["Location"] = replay.location
+    return Response(replay.body, status=replay.status, mimetype="application/json",
+                    headers=headers)
+
+
 def _save(changes, respond, **save_kwargs) -> Response:
-    """Save changes and build the answer; an idempotency key is stored in the same
-    transaction."""
+    """Save changes and build the answer; an idempotency key is claimed first thing in the
+    saving transaction and its answer stored before it commits."""
     key = g.get("idempotency_key")
     holder: dict[str, Response] = {}
+    bridge = _bridge()
+
+    def claim(conn):
+        idempotency.claim(conn, *key, ttl_hours=bridge.config["idempotency_ttl_hours"])
 
     def also(conn, saved):
         response = respond(saved)
         holder["response"] = response
         if key is not None:
-            idempotency.remember(conn, *key, status=response.status_code,
+            idempotency.remember(conn, key[0], status=response.status_code,
                                  body=response.get_data(as_text=True),
                                  location=response.headers.get("Location"))
 
-    _bridge().store.save(changes, also=also, **save_kwargs)
+    bridge.store.save(changes, also=also, first=claim if key is not None else None,
+                      **save_kwargs)
     return holder["response"]
 
 
@@ -257,12 +281,82 @@ def score_trends(patient_id: str):
 @bp.post("/documents")
 @idempotent
 def import_document():
-    """Import a whole internal-record document in one transaction (all or nothing)."""
+    """Import a whole internal-record document in one transaction (all or nothing).
+
+    Nothing is replaced silently: a stored record that the import would change is replaced
+    only when the document states its current version (``"version": 2`` in the record);
+    otherwise (it changed since, e.g. stopped by a dose change) the import answers 409 naming
+    every such record, and stores nothing. Records identical to the stored ones are no-ops,
+    so posting the same document again answers 200 and changes nothing."""
     document = json_body()
     check_document(current_principal(), document)
-    pairs = load_document(document, known=compartment.known())
+    stated: dict[tuple[str, str], int] = {}
+    pairs = load_document(document, known=compartment.known(), versions=stated)
     compartment.check_writes(pairs)
-    return _save(pairs, lambda saved: _json(200, _document_answer(saved)))
+    before = _stored_versions(pairs)
+    # What was read is pinned: a record created or changed meanwhile is a lost race (409).
+    expected = {i: before[(c.name, r["id"])] for i, (c, r) in enumerate(pairs)
+                if (c.name, r["id"]) in before}
+    created = [i for i, (c, r) in enumerate(pairs) if (c.name, r["id"]) not in before]
+
+    def respond(saved: list[StoredRecord]) -> Response:
+        _refuse_silent_replacements(document, pairs, saved, before, stated)
+        return _json(200, _document_answer(saved))
+
+    return _save(pairs, respond, expected_versions=expected, create_only=created)
+
+
+def _stored_versions(pairs: list[tuple[Concept, dict]]) -> dict[tuple[str, str], int]:
+    """(concept name, id) -> stored version, for the records of ``pairs`` that exist."""
+    store = _bridge().store
+    found: dict[tuple[str, str], int] = {}
+    for concept, record in pairs:
+        try:
+            found[(concept.name, record["id"])] = store.get(concept, record["id"]).version
+        except NotFound:
+            continue
+    return found
+
+
+def _document_path(document: dict, concept: Concept, record_id: str) -> str:
+    """Where a record sits in the document: ``prescriptions[0]``."""
+    for index, data in enumerate(document.get(concept.collection) or []):
+        if isinstance(data, dict) and data.get("id") == record_id:
+            return f"{concept.collection}[{index}]"
+    return concept.collection
+
+
+def _refuse_silent_replacements(document: dict, pairs: list[tuple[Concept, dict]],
+                                saved: list[StoredRecord], before: dict[tuple[str, str], int],
+                                stated: dict[tuple[str, str], int]) -> None:
+    """Inside the saving transaction (raising rolls it back): Conflict naming every stored
+    record the import changed without stating the version it replaces, or stating another
+    one, and every record the document states a version for that does not exist.
+    ``saved[i]`` is what became of ``pairs[i]`` (the store answers one record per change, in
+    order; records its consequences add come after)."""
+    issues, names = [], []
+    for index, (concept, record) in enumerate(pairs):
+        key = (concept.name, record["id"])
+        current, version = before.get(key), stated.get(key)
+        where = _document_path(document, concept, record["id"])
+        if current is None:
+            if version is not None:
+                names.append(f"{concept.name} {record['id']!r}")
+                issues.append(Issue(f"{where}.version", f"{concept.name} {record['id']!r} does "
+                                    f"not exist; the document updates version {version}",
+                                    "conflict"))
+            continue
+        if saved[index].version == current or version == current:
+            continue  # unchanged (a no-op), or the document replaces what it says it does
+        names.append(f"{concept.name} {record['id']!r}")
+        said = (f"the document states version {version}" if version is not None
+                else "the document states no version")
+        issues.append(Issue(f"{where}.version", f"{concept.name} {record['id']!r} is at "
+                            f"version {current}, changed since; {said} (state \"version\": "
+                            f"{current} to replace it)", "conflict"))
+    if issues:
+        raise Conflict("the document would replace records changed since: "
+                       + ", ".join(names), issues)
 
 
 def _document_answer(saved: list[StoredRecord]) -> dict:

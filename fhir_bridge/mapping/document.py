@@ -4,6 +4,11 @@
 Loading validates every record with its schema and checks that every reference names a record
 of the document (or of ``known``, e.g. the store). Errors name each bad field by its path in the
 document, such as ``prescriptions[0].dose.value``.
+
+A record may state ``version``: the stored version of the record it updates (the ``ETag`` the
+API gave for it, without ``W/"..."``). It is not part of the record; ``load_document`` hands it
+back in ``versions`` and the document import (``POST /api/v1/documents``) refuses to replace a
+stored record that changed unless the document states the version it replaces.
 """
 
 from __future__ import annotations
@@ -60,9 +65,26 @@ def load_with(schema: type, data: Any, prefix: str = "", partial: bool = False,
 ORDER = [c.collection for c in CONCEPTS]  # dependency order: people first, plans last
 
 
+def _stated_version(data: Any, where: str, issues: list[Issue]) -> tuple[Any, int | None]:
+    """The record without its ``version``, and that version (None when not stated)."""
+    if not isinstance(data, dict) or "version" not in data:
+        return data, None
+    data = dict(data)
+    version = data.pop("version")
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**31:
+        issues.append(Issue(f"{where}.version", "must be a whole number of at least 1: the "
+                                                "stored version this record updates"))
+        return data, None
+    return data, version
+
+
 def load_document(document: Any,
-                  known: Callable[[str, str], bool] | None = None) -> list[tuple[Concept, dict]]:
-    """Validate a whole document; return (concept, record) pairs in dependency order."""
+                  known: Callable[[str, str], bool] | None = None,
+                  versions: dict[tuple[str, str], int] | None = None
+                  ) -> list[tuple[Concept, dict]]:
+    """Validate a whole document; return (concept, record) pairs in dependency order. The
+    versions records state are put in ``versions`` ((concept name, id) -> version) when
+    given, and dropped otherwise."""
     if not isinstance(document, dict):
         raise InvalidInput("a document is a JSON object of record lists",
                            [Issue("(root)", "must be a JSON object")])
@@ -78,10 +100,15 @@ def load_document(document: Any,
             continue
         for index, data in enumerate(records):
             where = f"{collection}[{index}]"
+            data, version = _stated_version(data, where, issues)
             try:
-                loaded.append((concept, load_record(concept, data, where), where))
+                record = load_record(concept, data, where)
             except InvalidInput as exc:
                 issues.extend(exc.issues)
+                continue
+            loaded.append((concept, record, where))
+            if version is not None and versions is not None:
+                versions[(concept.name, record["id"])] = version
     ids: dict[str, set[str]] = {}
     for concept, record, where in loaded:
         seen = ids.setdefault(concept.name, set())

@@ -161,6 +161,9 @@ subscriptions = sa.Table(
     sa.Column("last_updated", sa.DateTime(timezone=True), nullable=False),
     sa.Column("ends_at", sa.DateTime(timezone=True)),
     sa.Column("owner", sa.String(200)),  # the subject of the token that created it
+    # The client that created it, JSON [issuer, subject, client id or null]; only it sees the
+    # subscription (NULL: made before 0006, seen by system tokens only).
+    sa.Column("owner_client", sa.Text),
     sa.Column("content", sa.Text, nullable=False),  # the Subscription JSON without meta/status
 )
 

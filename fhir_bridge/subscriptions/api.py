@@ -2,9 +2,16 @@
 ``$events``. Registered beside the /fhir read/search blueprint; Flask prefers these literal
 ``/fhir/Subscription`` rules over its generic ``/fhir/<type>/<id>``.
 
-Access: ``current_principal().require("Subscription", c|r|u|d|s)``; a patient-context token
-subscribes only to its own patient (its filters must name it) and sees only those
-subscriptions (others answer 404, so their existence does not leak).
+Access: ``current_principal().require("Subscription", c|r|u|d|s)``; a subscription belongs to
+the client that created it (the token's issuer, subject and client id claim): no other client
+can read, list, change or delete it, nor ask its ``$status`` or ``$events`` (404, as if it did
+not exist). Subscriptions made before ownership was recorded (migration 0006) are seen by
+system tokens only. A patient-context token subscribes only to its own patient (its filters
+must name it) and sees only those subscriptions.
+
+``channel.header`` is write-only: stored and sent to the endpoint, never returned. An update
+that leaves it out keeps the stored headers while the endpoint stays the same; with a new
+endpoint, headers are only those the update states (a secret never follows a new endpoint).
 """
 
 from __future__ import annotations
@@ -15,15 +22,16 @@ from ..api.body import json_body
 from ..auth import current_principal
 from ..errors import BadRequest, Forbidden, Issue, NotFound
 from ..facade.query import parse_criteria
+from ..facade.urls import fhir_base
 from ..fhir import jsonio
 from ..fhir.validate import validate_resource
 from ..store.records import instant, utcnow
 from . import repository
 from .notify import notification_bundle, status_bundle
-from .repository import StoredSubscription
+from .repository import StoredSubscription, client_key
 from .resource import CONTENTS, SubscriptionSpec, limited_to, parse_subscription, payload_content
 from .topics import load_topics
-from .worker import public_base, settings_of
+from .worker import settings_of
 
 bp = Blueprint("subscriptions", __name__, url_prefix="/fhir/Subscription")
 
@@ -49,7 +57,7 @@ def _settings() -> dict:
 
 
 def _base() -> str:
-    return public_base(_bridge().config)
+    return fhir_base(_bridge().config)
 
 
 def _fhir(body: dict | None, status: int = 200, headers: dict | None = None) -> Response:
@@ -64,10 +72,22 @@ def _headers(sub: StoredSubscription) -> dict:
             "Location": f"{_base()}/Subscription/{sub.id}/_history/{sub.version_id}"}
 
 
+def _owner(principal) -> str:
+    return client_key(principal.issuer, principal.subject,
+                      getattr(principal, "client_id", None))
+
+
+def _sees_unowned(principal) -> bool:
+    """Subscriptions without a recorded owner (made before migration 0006): system only."""
+    return getattr(principal, "context", None) == "system"
+
+
 def _visible(sub_id: str, principal) -> StoredSubscription:
     sub = repository.get(_bridge().engine, sub_id)
     patient = _patient_context(principal)
-    if patient is not None and sub.patient_ref != patient:
+    owned = (sub.owner_client == _owner(principal) if sub.owner_client is not None
+             else _sees_unowned(principal))
+    if not owned or (patient is not None and sub.patient_ref != patient):
         raise NotFound(f"no Subscription {sub_id!r}")
     _touched([f"Subscription/{sub.id}"], [])
     return sub
@@ -80,8 +100,8 @@ def _touched(entities: list[str], patients: list[str]) -> None:
     audit["patients"].update(p for p in patients if p)
 
 
-def _accept(principal) -> SubscriptionSpec:
-    spec = parse_subscription(json_body(), _settings())
+def _accept(principal, body) -> SubscriptionSpec:
+    spec = parse_subscription(body, _settings())
     # Notifications disclose changes of the focus type: subscribing needs read access to it.
     principal.require(spec.topic.resource if spec.topic else spec.searches()[0].resource_type,
                       "r")
@@ -91,6 +111,16 @@ def _accept(principal) -> SubscriptionSpec:
                         [Issue("Subscription.criteria",
                                f"name patient=Patient/{patient} in every filter", "forbidden")])
     return spec
+
+
+def _keeping_headers(body: dict, stored: StoredSubscription) -> dict:
+    """The update with the stored ``channel.header`` when it leaves the headers out (they are
+    never served, so a client cannot send them back) and keeps the endpoint."""
+    channel, old = body.get("channel"), stored.content.get("channel") or {}
+    if (not isinstance(channel, dict) or "header" in channel or "header" not in old
+            or channel.get("endpoint") != old.get("endpoint")):
+        return body
+    return {**body, "channel": {**channel, "header": old["header"]}}
 
 
 def _served(sub: StoredSubscription) -> dict:
@@ -103,8 +133,9 @@ def _served(sub: StoredSubscription) -> dict:
 def create():
     principal = _principal()
     principal.require("Subscription", "c")
-    spec = _accept(principal)
-    sub = repository.create(_bridge().engine, spec, getattr(principal, "subject", None))
+    spec = _accept(principal, json_body())
+    sub = repository.create(_bridge().engine, spec, getattr(principal, "subject", None),
+                            _owner(principal))
     _touched([f"Subscription/{sub.id}"], [])
     return _fhir(_served(sub), 201, _headers(sub))
 
@@ -118,7 +149,9 @@ def search():
         raise BadRequest("unsupported search parameters",
                          [Issue(n, "is not supported for Subscription", "not-supported")
                           for n in sorted(unknown)])
-    subs = repository.listing(_bridge().engine, _patient_context(principal), limit=MAX_LIST)
+    subs = repository.listing(_bridge().engine, _patient_context(principal), limit=MAX_LIST,
+                              owner_client=_owner(principal),
+                              with_unowned=_sees_unowned(principal))
     _touched([f"Subscription/{s.id}" for s in subs], [])
     base = _base()
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(subs),
@@ -145,8 +178,8 @@ def update(sub_id: str):
     if not isinstance(body, dict) or body.get("id") != sub_id:
         raise BadRequest("the body's id must match the URL",
                          [Issue("Subscription.id", f"must be {sub_id!r}")])
-    _visible(sub_id, principal)
-    spec = _accept(principal)
+    stored = _visible(sub_id, principal)
+    spec = _accept(principal, _keeping_headers(body, stored))
     expected = None
     if_match = request.headers.get("If-Match")
     if if_match:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from ..errors import Conflict, Issue, NotFound
+from ..errors import Issue, NotFound, PreconditionFailed
 from ..fhir import jsonio
 from ..store import tables as t
 from ..store.records import as_utc, utcnow, with_meta
@@ -33,14 +33,20 @@ class StoredSubscription:
     last_updated: dt.datetime
     ends_at: dt.datetime | None
     owner: str | None
-    content: dict
+    content: dict  # as stored: channel.header included (the worker sends it)
+    owner_client: str | None = None  # client_key() of the creator; None before migration 0006
     last_error: str | None = None
     delivered_through: int = 0
 
     def as_fhir(self) -> dict:
-        """The Subscription as served: the client's resource with id, meta, status, error."""
+        """The Subscription as served: the client's resource with id, meta, status, error,
+        without ``channel.header``: headers are write-only (they hold the receiver's secrets),
+        so no answer ever shows them."""
         out = {"resourceType": "Subscription", "id": self.id}
         out.update(self.content)
+        channel = out.get("channel")
+        if isinstance(channel, dict) and "header" in channel:
+            out["channel"] = {k: v for k, v in channel.items() if k != "header"}
         out["status"] = self.status
         if self.status == "error" and self.last_error:
             out["error"] = self.last_error
@@ -64,7 +70,7 @@ def _row_to_sub(row, delivery=None) -> StoredSubscription:
         patient_ref=row.patient_ref, status=row.status, event_count=row.event_count,
         version_id=row.version_id, last_updated=as_utc(row.last_updated),
         ends_at=as_utc(row.ends_at) if row.ends_at else None, owner=row.owner,
-        content=jsonio.loads(row.content),
+        content=jsonio.loads(row.content), owner_client=row.owner_client,
         last_error=delivery.last_error if delivery is not None else None,
         delivered_through=delivery.delivered_through if delivery is not None else 0)
 
@@ -75,13 +81,20 @@ def _values(spec: SubscriptionSpec) -> dict:
                 ends_at=spec.ends_at, content=jsonio.dumps(spec.resource))
 
 
-def create(engine: sa.Engine, spec: SubscriptionSpec, owner: str | None) -> StoredSubscription:
+def client_key(issuer: str, subject: str | None, client_id: str | None) -> str:
+    """The owner of a subscription: the token's issuer, subject and client id claim."""
+    return json.dumps([issuer, subject, client_id])
+
+
+def create(engine: sa.Engine, spec: SubscriptionSpec, owner: str | None,
+           owner_client: str | None = None) -> StoredSubscription:
     sub_id = uuid.uuid4().hex
     now = utcnow()
     with engine.begin() as conn:
         conn.execute(s.insert().values(id=sub_id, status="off" if spec.off else "requested",
                                        event_count=0, version_id=1, last_updated=now,
-                                       owner=owner, **_values(spec)))
+                                       owner=owner, owner_client=owner_client,
+                                       **_values(spec)))
         conn.execute(d.insert().values(subscription_id=sub_id, handshake_done=False,
                                        delivered_through=0, attempts=0))
     return get(engine, sub_id)
@@ -97,8 +110,10 @@ def update(engine: sa.Engine, sub_id: str, spec: SubscriptionSpec,
         if row is None:
             raise NotFound(f"no Subscription {sub_id!r}")
         if expected_version is not None and row.version_id != expected_version:
-            raise Conflict(f"Subscription {sub_id!r} changed since version {expected_version}",
-                           [Issue("If-Match", f"the current version is {row.version_id}")])
+            raise PreconditionFailed(f"Subscription {sub_id!r} changed since version "
+                                     f"{expected_version}",
+                                     [Issue("If-Match",
+                                            f"the current version is {row.version_id}")])
         old = jsonio.loads(row.content).get("channel") or {}
         new = spec.resource.get("channel") or {}
         rehandshake = (old.get("endpoint") != new.get("endpoint")
@@ -135,9 +150,16 @@ def get(engine_or_conn, sub_id: str) -> StoredSubscription:
 
 
 def listing(engine: sa.Engine, patient_ref: str | None = None, limit: int = 100,
-            after: str | None = None) -> list[StoredSubscription]:
+            after: str | None = None, owner_client: str | None = None,
+            with_unowned: bool = True) -> list[StoredSubscription]:
+    """Subscriptions, optionally only those of one patient and one client (``owner_client``,
+    plus those without owner when ``with_unowned``)."""
     query = (sa.select(s, d.c.last_error, d.c.delivered_through)
              .join(d, d.c.subscription_id == s.c.id, isouter=True))
+    if owner_client is not None:
+        owned = s.c.owner_client == owner_client
+        query = query.where(sa.or_(owned, s.c.owner_client.is_(None)) if with_unowned
+                            else owned)
     if patient_ref is not None:
         query = query.where(s.c.patient_ref == patient_ref)
     if after is not None:

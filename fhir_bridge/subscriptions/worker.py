@@ -32,6 +32,7 @@ import sqlalchemy as sa
 
 from ..audit import AuditEntry
 from ..errors import BridgeError
+from ..facade.urls import fhir_base
 from ..fhir import jsonio
 from ..store.records import utcnow
 from . import queue, repository
@@ -59,15 +60,6 @@ def settings_of(config: Mapping[str, Any]) -> dict[str, Any]:
     return dict(config.get("subscriptions") or {})
 
 
-def public_base(config: Mapping[str, Any]) -> str:
-    """The base URL notifications name resources with (the /fhir API)."""
-    configured = config.get("fhir_base_url")
-    if configured:
-        return str(configured).rstrip("/")
-    server = config.get("server") or {}
-    return f"http://{server.get('host', '127.0.0.1')}:{server.get('port', 8080)}/fhir"
-
-
 def backoff(attempts: int, base: float, cap: float, rng: random.Random) -> float:
     """Seconds before retry number ``attempts``: exponential, capped, jittered in the upper
     half (so the wait grows but workers do not retry in lockstep)."""
@@ -82,7 +74,7 @@ class Deliverer:
         self.engine = engine
         self.config = config
         self.settings = settings_of(config)
-        self.base = public_base(config)
+        self.base = fhir_base(config)
         self.sender = sender or RestHookSender(
             verify=self.settings.get("verify_tls", True),
             default_timeout=float(self.settings.get("request_timeout_seconds", 10)),
