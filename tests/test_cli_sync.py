@@ -49,5 +49,7 @@ def test_target_check_reports_capabilities_and_a_round_trip(configured, capsys):
 
 
 def test_an_unknown_target_is_a_clear_error(configured, capsys):
-    assert main(["target", "check", "nowhere"]) == 1
-    assert "no sync target 'nowhere'" in capsys.readouterr().err
+    assert main(["target", "check", "nowhere"]) == 2
+    err = capsys.readouterr().err
+    assert "no sync target 'nowhere'" in err
+    assert len(err.strip().splitlines()) == 1, err

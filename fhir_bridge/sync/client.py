@@ -24,7 +24,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import timezone
-from typing import Any, Callable, Iterator, Literal, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterator, Literal, Mapping, Sequence
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
@@ -220,18 +220,21 @@ class FhirClient:
 
     def request(self, method: str, path_or_url: str, *, params: Params = None,
                 json: Any = None, headers: Mapping[str, str] | None = None,
-                retry: RetryPolicy = True, expect_body: bool | None = None) -> Response:
+                retry: RetryPolicy = True, expect_body: bool | None = None,
+                retry_statuses: Collection[int] = ()) -> Response:
         """Send one request (retrying transient failures) and return the parsed answer.
 
         ``path_or_url`` is relative to the base URL (``Patient/1``, ``Patient?x=y``, ``?page``)
         or an absolute URL on the base's origin. ``expect_body`` (default: GET only) makes an
         empty or non-JSON 2xx body a RemoteGarbage; otherwise such a body is ignored, because
-        the write it answers has happened and must not look retryable.
+        the write it answers has happened and must not look retryable. ``retry_statuses``
+        names 4xx answers to treat as transient for this one request (a 409 to a DELETE on a
+        server still settling): retried with the same backoff, RemoteUnavailable in the end.
         """
         method = method.upper()
         data = None if json is None else jsonio.dumpb(json)
         call = _Call(method, self.resolve(path_or_url), params, data, dict(headers or {}))
-        raw = self._send(call, retry)
+        raw = self._send(call, retry, frozenset(retry_statuses))
         return self._answer(call, raw, method == "GET" if expect_body is None else expect_body)
 
     def resolve(self, path_or_url: str) -> str:
@@ -257,7 +260,8 @@ class FhirClient:
                                  f"the origin of {self.base_url}")
         return url
 
-    def _send(self, call: _Call, retry: RetryPolicy) -> requests.Response:
+    def _send(self, call: _Call, retry: RetryPolicy,
+              retry_statuses: frozenset[int] = frozenset()) -> requests.Response:
         """Attempt until success, a permanent answer, or the retry budget is spent."""
         attempt = 0
         refreshed = False
@@ -271,7 +275,7 @@ class FhirClient:
                     self.auth.invalidate()
                     attempt -= 1  # a refused credential is not a server fault
                     continue
-                failure = _transient(call, outcome)
+                failure = _transient(call, outcome, retry_statuses)
                 if failure is None:
                     return outcome
             else:
@@ -430,9 +434,11 @@ class FhirClient:
             raise ValueError("a conditional update needs search criteria")
         return self.request("PUT", _type(resource_type), params=query, json=resource)
 
-    def delete(self, resource_type: str, resource_id: str) -> Response:
-        """DELETE [type]/[id]."""
-        return self.request("DELETE", f"{_type(resource_type)}/{_id(resource_id)}")
+    def delete(self, resource_type: str, resource_id: str, *,
+               retry_statuses: Collection[int] = ()) -> Response:
+        """DELETE [type]/[id] (``retry_statuses``: see request)."""
+        return self.request("DELETE", f"{_type(resource_type)}/{_id(resource_id)}",
+                            retry_statuses=retry_statuses)
 
     def transaction(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
         """POST a transaction (or batch) Bundle to the base; returns the response Bundle.
@@ -494,10 +500,12 @@ def _never_sent(exc: Exception) -> bool:
     return isinstance(reason, NewConnectionError)
 
 
-def _transient(call: _Call, raw: requests.Response) -> _Failure | None:
-    """A 429 or 5xx as a _Failure (with Retry-After and diagnostics); None for anything else."""
+def _transient(call: _Call, raw: requests.Response,
+               retry_statuses: frozenset[int] = frozenset()) -> _Failure | None:
+    """A 429, a 5xx or one of ``retry_statuses`` as a _Failure (with Retry-After and
+    diagnostics); None for anything else."""
     status = raw.status_code
-    if status != 429 and status < 500:
+    if status != 429 and status < 500 and status not in retry_statuses:
         return None
     outcome, diagnostics = _outcome(raw)
     summary = f"{call.what} -> {status}"

@@ -1,27 +1,24 @@
 """Push: outbox rows become transaction bundles sent to the target.
 
-Per batch: rows are claimed, coalesced per resource (one entry per resource, so no conditional
-identity appears twice in a bundle), and sent as one transaction:
-- a resource the target has not confirmed yet is a conditional update by the bridge's
-  identifier (``PUT Type?identifier=system|value``), so a retry after a lost answer updates
-  instead of duplicating;
-- a resource the target holds is ``PUT Type/<remote id>`` with ``If-Match`` on the version we
-  last saw: a newer remote edit makes it fail (409/412) and becomes a conflict record, never an
-  overwrite;
-- references point at the entry's ``urn:uuid`` when the target is in the same bundle, at the
-  remote id when known, else at a conditional reference ``Type?identifier=...``;
-- content the target already has (same hash as last sent) is not sent again.
+Per batch: rows are claimed (with the unsent resources they point at), coalesced per resource
+(one entry per resource, so no conditional identity appears twice in a bundle), and sent as one
+transaction built by :mod:`.bundles`; content the target already has (same hash as last sent)
+is not sent again.
+
+Before each transaction, an entry that points at a resource not yet on the target and not in
+the same transaction (leased by another or a dead worker, waiting for a retry, dead-lettered)
+is deferred: it waits for it, without counting an attempt (:mod:`.dependencies`).
+
 Failures: unreachable, 429 and 5xx put the rows back with backoff (dead-lettered after
-``max_attempts``); a rejected bundle is split into single-entry transactions to find the bad
-entry, which alone is dead-lettered with the server's reason. A server without transactions
-gets the same requests one by one.
+``max_attempts``); a refused bundle is bisected - halves in dependency order, recursively -
+until the refused entries are isolated, which alone are dead-lettered with the server's reason:
+about 2 log2(n) more bundles per refused entry, not n. A server without transactions gets the
+same requests one by one, in dependency order.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -29,15 +26,15 @@ import sqlalchemy as sa
 
 from .. import audit
 from ..errors import RemoteConflict, RemoteError, RemoteRejected, RemoteUnavailable
-from ..fhir import jsonio, references
+from ..fhir import jsonio
 from ..store import outbox
 from ..store import tables as t
 from ..store.records import utcnow
-from . import remote_map
-from .targets import BRIDGE_TAG, Target
+from . import dependencies, remote_map
+from .bundles import Entry, audit_entries, build, current, identity, location, referenced
+from .targets import Target
 
 log = logging.getLogger("fhir_bridge.sync.push")
-_LOCATION = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/([^/]+))?")
 
 
 @dataclass
@@ -45,44 +42,33 @@ class PushReport:
     sent: int = 0  # resources written or deleted on the target
     unchanged: int = 0  # skipped: the target already has this content
     retried: int = 0  # rows put back for a later attempt
+    waiting: int = 0  # rows deferred until what they point at is on the target
     dead: int = 0  # rows dead-lettered
     conflicts: int = 0  # rows held as conflicts
-    bundles: int = 0
+    bundles: int = 0  # transactions (or single requests) the target answered
     unavailable: bool = False  # the target could not be reached: stop this pass
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: "PushReport") -> None:
-        for name in ("sent", "unchanged", "retried", "dead", "conflicts", "bundles"):
+        for name in ("sent", "unchanged", "retried", "waiting", "dead", "conflicts", "bundles"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.unavailable = self.unavailable or other.unavailable
         self.errors.extend(other.errors)
 
 
 @dataclass
-class Entry:
-    resource_type: str
-    local_id: str
-    seqs: list[int]
-    deleted: bool
-    content: dict | None
-    content_hash: str | None
-    remote: remote_map.Remote | None
-    identity: tuple[str, str] | None  # the bridge's identifier (system, value)
-    raw: str  # the stored JSON, parsed again for a copy to rewrite
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.resource_type, self.local_id
-
-
-@dataclass
 class Batch:
-    """Claimed rows made ready to send: their entries and the transaction bundle."""
+    """Claimed rows made ready to send: their entries in dependency order (units a split
+    never cuts) and the transaction bundle, whose entries come in that same order."""
 
     token: str
-    todo: list[Entry]
+    units: list[list[Entry]]
     bundle: dict | None
     report: PushReport
+
+    @property
+    def todo(self) -> list[Entry]:
+        return [e for unit in self.units for e in unit]
 
 
 class Pusher:
@@ -100,7 +86,9 @@ class Pusher:
 
         The next batch is claimed and built while the current bundle is in flight (one sender
         thread), so the bridge's own work hides behind the server's. Its references to the
-        bundle in flight go by identifier, which resolves once that bundle has committed."""
+        bundle in flight go by identifier, which resolves once that bundle has committed; the
+        check for unconfirmed dependencies runs only when a batch is about to go, after the
+        one before it has been answered."""
         report = PushReport()
         batches = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="push-send") as sender:
@@ -132,38 +120,48 @@ class Pusher:
         if not rows:
             return None
         report = PushReport()
-        current: dict = {}  # (type, id) -> resources row, read once per batch
-        rows = self._with_dependencies(token, rows, current)
-        entries = self._entries(rows, current)
+        stored: dict = {}  # (type, id) -> resources row, read once per batch
+        rows = self._with_dependencies(token, rows, stored)
+        entries = self._entries(rows, stored)
         unchanged = [e for e in entries if self._unchanged(e)]
         if unchanged:
             with self.engine.begin() as conn:
                 outbox.complete(conn, token, [s for e in unchanged for s in e.seqs])
             report.unchanged += len(unchanged)
-        todo = [e for e in entries if not self._unchanged(e)]
-        bundle = self._bundle(todo) if todo and self.transactions else None
-        return Batch(token, todo, bundle, report)
+        units = dependencies.units([e for e in entries if not self._unchanged(e)])
+        batch = Batch(token, units, None, report)
+        if units and self.transactions:
+            with self.engine.connect() as conn:
+                batch.bundle = build(conn, self.target.name, batch.todo)
+        return batch
 
     def _deliver(self, batch: "Batch") -> PushReport:
-        if batch.todo:
-            self._send(batch.token, batch.todo, batch.report, split=len(batch.todo) > 1,
-                       bundle=batch.bundle)
+        if not batch.units:
+            return batch.report
+        if self.transactions:
+            self._send(batch.token, batch.units, batch.report, bundle=batch.bundle)
+        else:
+            # One request per resource, in dependency order: each finds what it points at
+            # already confirmed (no urn:uuid to point at outside a bundle).
+            for entry in batch.todo:
+                self._send(batch.token, [[entry]], batch.report)
         return batch.report
 
-    # -- building -------------------------------------------------------------------------------
+    # -- reading the claimed rows ---------------------------------------------------------------
 
-    def _with_dependencies(self, token: str, rows: list[outbox.OutboxRow], current: dict,
+    def _with_dependencies(self, token: str, rows: list[outbox.OutboxRow], stored: dict,
                            depth: int = 3) -> list[outbox.OutboxRow]:
         """Bring along the unsent resources that the claimed ones point at, so that every
         reference resolves inside the bundle or on the target."""
         keys = {(r.resource_type, r.resource_id) for r in rows}
         for _ in range(depth):
             with self.engine.connect() as conn:
-                current.update(_current(conn, keys - set(current)))
-                wanted = {references.split(r) for key in keys if key in current
-                          and not current[key].deleted
-                          for r in references.references(jsonio.loads(current[key].content))
-                          if references.split(r)} - keys
+                stored.update(current(conn, keys - set(stored)))
+                wanted = set()
+                for key in keys:
+                    if key in stored and not stored[key].deleted:
+                        wanted |= referenced(jsonio.loads(stored[key].content))
+                wanted -= keys
                 wanted -= set(remote_map.load(conn, self.target.name, wanted))
             added = outbox.claim_resources(self.engine, token, wanted, self.target.lease_seconds)
             if not added:
@@ -172,96 +170,59 @@ class Pusher:
             keys |= {(r.resource_type, r.resource_id) for r in added}
         return rows
 
-    def _entries(self, rows: list[outbox.OutboxRow], current: dict) -> list[Entry]:
+    def _entries(self, rows: list[outbox.OutboxRow], stored: dict) -> list[Entry]:
         seqs: dict[tuple[str, str], list[int]] = {}
         for row in rows:
             seqs.setdefault((row.resource_type, row.resource_id), []).append(row.seq)
         with self.engine.connect() as conn:
-            current.update(_current(conn, set(seqs) - set(current)))
+            stored.update(current(conn, set(seqs) - set(stored)))
             remotes = remote_map.load(conn, self.target.name, set(seqs))
+            contents = {key: jsonio.loads(stored[key].content) for key in seqs}
+            pointed = {key: referenced(contents[key]) - {key} for key in seqs
+                       if not stored[key].deleted}
+            every = set().union(*pointed.values()) if pointed else set()
+            existing = {key for key, row in current(conn, every, columns=("deleted",)).items()
+                        if not row.deleted}
         entries = []
         for key, row_seqs in seqs.items():
-            row = current[key]
-            content = jsonio.loads(row.content)  # a deleted resource keeps its last content
+            row = stored[key]
+            content = contents[key]  # a deleted resource keeps its last content
             entries.append(Entry(key[0], key[1], row_seqs, bool(row.deleted), content,
                                  None if row.deleted else row.content_hash, remotes.get(key),
-                                 _identity(content), row.content))
+                                 identity(content), row.content,
+                                 frozenset(pointed.get(key, set()) & existing)))
         return entries
 
     def _unchanged(self, entry: Entry) -> bool:
         return not entry.deleted and entry.remote is not None \
             and entry.remote.pushed_hash == entry.content_hash
 
-    def _bundle(self, entries: list[Entry]) -> dict:
-        in_bundle = {e.key: e for e in entries if not e.deleted}
-        needed = set()
-        for e in entries:
-            if not e.deleted:
-                needed |= {references.split(r) for r in references.references(e.content)
-                           if references.split(r)}
-        needed -= set(in_bundle)
-        with self.engine.connect() as conn:
-            known = remote_map.load(conn, self.target.name, needed)
-            identities = {key: _identity(jsonio.loads(row.content))
-                          for key, row in _current(conn, needed - set(known)).items()}
-        out = []
-        for e in entries:
-            full_url = f"urn:uuid:{_uuid(self.target.name, e.key)}"
-            if e.deleted:
-                # By remote id when known; else by identifier, in case an earlier push landed
-                # and its answer was lost.
-                url = f"{e.resource_type}/{e.remote.remote_id}" if e.remote else \
-                    f"{e.resource_type}?identifier={e.identity[0]}|{e.identity[1]}"
-                out.append({"request": {"method": "DELETE", "url": url}})
-                continue
-            resource = jsonio.loads(e.raw)  # a fresh copy: cheaper than deepcopy
-            resource.pop("id")
-            if e.remote is not None:
-                resource["id"] = e.remote.remote_id
-            meta = resource.setdefault("meta", {})
-            meta["tag"] = [BRIDGE_TAG]
-
-            def rewrite_one(ref: str) -> str:
-                key = references.split(ref)
-                if key in in_bundle:
-                    return f"urn:uuid:{_uuid(self.target.name, key)}"
-                if key in known:
-                    return f"{key[0]}/{known[key].remote_id}"
-                if key in identities:
-                    system, value = identities[key]
-                    return f"{key[0]}?identifier={system}|{value}"
-                return ref
-
-            references.rewrite(resource, rewrite_one)
-            if e.remote is not None:
-                request = {"method": "PUT", "url": f"{e.resource_type}/{e.remote.remote_id}"}
-                if e.remote.remote_version:
-                    request["ifMatch"] = f'W/"{e.remote.remote_version}"'
-            else:
-                system, value = e.identity
-                request = {"method": "PUT",
-                           "url": f"{e.resource_type}?identifier={system}|{value}"}
-            out.append({"fullUrl": full_url, "resource": resource, "request": request})
-        return {"resourceType": "Bundle", "type": "transaction", "entry": out}
-
     # -- sending --------------------------------------------------------------------------------
 
-    def _send(self, token: str, entries: list[Entry], report: PushReport, split: bool,
+    def _send(self, token: str, units: list[list[Entry]], report: PushReport,
               bundle: dict | None = None) -> None:
-        if not self.transactions and len(entries) > 1:
-            # One request per resource: no urn:uuid inside a bundle to point at, so each
-            # entry is built alone (references to the target's ids or by identifier).
-            self._send_each(token, entries, report)
+        """Send these units as one transaction (``bundle``: already built from them, in their
+        order); when it is refused, bisect (each half in turn, so the second finds the first's
+        resources confirmed) down to single units."""
+        entries = [e for unit in units for e in unit]
+        if report.unavailable:  # the target went away meanwhile: the rest wait
+            seqs = [s for e in entries for s in e.seqs]
+            report.retried += len(seqs)
+            report.dead += outbox.release(self.engine, token, seqs, "target unavailable",
+                                          self.target.max_attempts,
+                                          base=self.target.retry_base_seconds)
             return
-        bundle = bundle or self._bundle(entries)
+        held = self._hold_back(token, entries, report)
+        if held:
+            units = [kept for kept in ([e for e in unit if e not in held] for unit in units)
+                     if kept]
+            entries = [e for unit in units for e in unit]
+            bundle = None
+            if not entries:
+                return
         seqs = [s for e in entries for s in e.seqs]
         try:
-            if self.transactions:
-                answer = self.client.transaction(bundle)
-                responses = [entry.get("response", {}) for entry in answer.get("entry", [])]
-            else:
-                responses = [self._send_one(bundle["entry"][0])]
-            report.bundles += 1
+            responses = self._transmit(entries, bundle, report)
         except RemoteUnavailable as exc:
             report.unavailable = True
             report.retried += len(seqs)
@@ -271,10 +232,13 @@ class Pusher:
             report.errors.append(_reason(exc))
             return
         except (RemoteRejected, RemoteConflict) as exc:
-            if split:  # find the entry the server refuses; send the others
-                self._send_each(token, entries, report)
+            if len(units) > 1:  # find the entries the server refuses; send the others
+                middle = len(units) // 2
+                self._send(token, units[:middle], report)
+                self._send(token, units[middle:], report)
                 return
-            self._refused(token, entries[0], exc, report)
+            for entry in entries:  # one entry, or a reference cycle that cannot be cut
+                self._refused(token, entry, exc, report)
             return
         if len(responses) != len(entries):
             report.retried += len(seqs)
@@ -284,15 +248,38 @@ class Pusher:
         self._confirm(token, entries, responses)
         report.sent += len(entries)
 
-    def _send_each(self, token: str, entries: list[Entry], report: PushReport) -> None:
-        for index, entry in enumerate(entries):
-            if report.unavailable:  # the target went away meanwhile: the rest wait
-                rest = [s for e in entries[index:] for s in e.seqs]
-                report.retried += len(rest)
-                outbox.release(self.engine, token, rest, "target unavailable",
-                               self.target.max_attempts, base=self.target.retry_base_seconds)
-                return
-            self._send(token, [entry], report, split=False)
+    def _hold_back(self, token: str, entries: list[Entry], report: PushReport) -> set[Entry]:
+        """Defer the entries that point at resources not yet on the target (nor in this
+        transaction); they come back when the lease on those runs out or soon after."""
+        with self.engine.connect() as conn:
+            waiting = dependencies.waits(conn, self.target.name, token, entries,
+                                         poll_seconds=self.target.retry_base_seconds,
+                                         hold_seconds=self.target.lease_seconds)
+        if waiting:
+            outbox.defer(self.engine, token, {seq: (wait.until, wait.reason)
+                                              for entry, wait in waiting.items()
+                                              for seq in entry.seqs})
+            report.waiting += sum(len(entry.seqs) for entry in waiting)
+            log.info("%d resources wait for what they point at", len(waiting))
+        return set(waiting)
+
+    def _transmit(self, entries: list[Entry], bundle: dict | None,
+                  report: PushReport) -> list[dict]:
+        """One transaction (or, without transactions, the one request): the answer's entries."""
+        if bundle is None:
+            with self.engine.connect() as conn:
+                bundle = build(conn, self.target.name, entries)
+        try:
+            if self.transactions:
+                answer = self.client.transaction(bundle)
+                responses = [entry.get("response", {}) for entry in answer.get("entry", [])]
+            else:
+                responses = [self._send_one(bundle["entry"][0])]
+        except (RemoteRejected, RemoteConflict):
+            report.bundles += 1  # answered, with a refusal
+            raise
+        report.bundles += 1
+        return responses
 
     def _send_one(self, entry: dict) -> dict:
         request = entry["request"]
@@ -311,14 +298,14 @@ class Pusher:
                 if entry.deleted:
                     remote_map.forget(conn, self.target.name, *entry.key)
                 else:
-                    remote_id, version = _location(response, entry)
+                    remote_id, version = location(response, entry)
                     confirmed.append((entry.resource_type, entry.local_id, remote_id, version,
                                       entry.content_hash))
             remote_map.remember_many(conn, self.target.name, confirmed)
-            now_stored = _current(conn, {e.key for e in entries},
-                                  columns=("content_hash", "patient_id"))
-            audit.record(conn, _audit_entries(self.target.name, self.worker, entries,
-                                              now_stored))
+            now_stored = current(conn, {e.key for e in entries},
+                                 columns=("content_hash", "patient_id"))
+            audit.record(conn, audit_entries(self.target.name, self.worker, entries,
+                                             now_stored))
             moved = [e for e in entries if not e.deleted
                      and now_stored[e.key].content_hash != e.content_hash]
             if moved:  # changed while we were sending: make sure the newer content goes too
@@ -340,7 +327,8 @@ class Pusher:
             outbox.mark(self.engine, token, entry.seqs, "conflict", reason)
             report.conflicts += len(entry.seqs)
         elif _waits_for_dependency(reason):
-            # What it points at is in another worker's hands: try again in a moment.
+            # A conditional reference matched nothing although its target was confirmed:
+            # try again in a moment, counted (it may really be gone from the target).
             report.retried += len(entry.seqs)
             report.dead += outbox.release(self.engine, token, entry.seqs, reason,
                                           self.target.max_attempts, retry_after=1.0)
@@ -355,59 +343,5 @@ def _reason(exc: RemoteError) -> str:
 
 
 def _waits_for_dependency(reason: str) -> bool:
-    """A conditional reference that matches nothing yet: its target is still on its way."""
+    """A conditional reference that matches nothing: its target is not there (yet)."""
     return "No resources match" in reason or "no match" in reason.lower()
-
-
-def _identity(resource: dict) -> tuple[str, str] | None:
-    """The bridge's own identifier: the mapping engine always writes it first."""
-    identifiers = resource.get("identifier") or []
-    return (identifiers[0]["system"], identifiers[0]["value"]) if identifiers else None
-
-
-def _current(conn: sa.Connection, keys: set[tuple[str, str]],
-             columns: tuple[str, ...] | None = None) -> dict:
-    """The stored rows of these resources (all columns, or the ones named), in few queries."""
-    res = t.resources
-    selected = [res.c.resource_type, res.c.id] + [res.c[c] for c in columns] if columns \
-        else [res]
-    out = {}
-    by_type: dict[str, list[str]] = {}
-    for rtype, rid in keys:
-        by_type.setdefault(rtype, []).append(rid)
-    for rtype, ids in by_type.items():
-        for start in range(0, len(ids), 500):
-            for row in conn.execute(sa.select(*selected).where(
-                    res.c.resource_type == rtype, res.c.id.in_(ids[start:start + 500]))):
-                out[(rtype, row.id)] = row
-    return out
-
-
-def _audit_entries(target: str, worker: str, entries: list[Entry],
-                   stored: dict) -> list[audit.AuditEntry]:
-    """One AuditEvent per patient whose resources went to the target (a disclosure)."""
-    by_patient: dict[str | None, list[Entry]] = {}
-    for entry in entries:
-        row = stored.get(entry.key)
-        by_patient.setdefault(row.patient_id if row is not None else None, []).append(entry)
-    return [audit.AuditEntry(
-        action="R", subtype="sync-push", kind="transmit", agent=f"{worker} -> {target}",
-        patient_id=patient_id,
-        entities=[f"{e.resource_type}/{e.local_id}" for e in group])
-        for patient_id, group in by_patient.items()]
-
-
-def _uuid(target: str, key: tuple[str, str]) -> uuid.UUID:
-    return uuid.uuid5(uuid.NAMESPACE_URL, f"fhir-bridge:{target}/{key[0]}/{key[1]}")
-
-
-def _location(response: dict, entry: Entry) -> tuple[str, str | None]:
-    match = _LOCATION.search(response.get("location") or "")
-    if match and match.group(1) == entry.resource_type:
-        version = match.group(3)
-        if version is None and response.get("etag"):
-            version = response["etag"].removeprefix("W/").strip('"')
-        return match.group(2), version
-    if entry.remote is not None:
-        return entry.remote.remote_id, None
-    raise RemoteUnavailable(f"no location for {entry.resource_type}/{entry.local_id}")

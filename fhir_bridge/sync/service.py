@@ -50,6 +50,13 @@ def puller_for(bridge, target_name: str | None = None,
                   target)
 
 
+#: The identifier system of target check's test Patient (with a fresh value each time).
+PROBE_SYSTEM = "urn:fhir-bridge:target-check"
+#: Answers to the clean-up DELETE that are worth another try: HAPI, just started, may answer
+#: 409 to the DELETE of a resource it has just created.
+CLEANUP_RETRY_STATUSES = (409,)
+
+
 @dataclass
 class CheckReport:
     target: str
@@ -59,10 +66,16 @@ class CheckReport:
     conditional_update: list[str] = field(default_factory=list)
     round_trip: str = "not run"
     ok: bool = False
+    left_behind: list[str] = field(default_factory=list)  # test resources it could not delete
+    cleanup_error: str | None = None
 
 
 def check_target(target: Target, client: FhirClient | None = None) -> CheckReport:
-    """Capabilities, then create, read and delete one tagged test Patient."""
+    """Capabilities, then create, read and delete one tagged test Patient.
+
+    The clean-up always runs (also when the create or the read fails) and is retried through
+    the client (5xx, connection errors, and a 409 to the DELETE); a test Patient it cannot
+    delete is named in ``left_behind`` and the check is not ok."""
     client = client or client_for(target)
     report = CheckReport(target.name)
     caps = client.capabilities()
@@ -71,25 +84,71 @@ def check_target(target: Target, client: FhirClient | None = None) -> CheckRepor
     report.conditional_update = sorted(
         rtype for rtype in CLEAN_ORDER
         if caps.resource(rtype) and caps.resource(rtype).conditional_update)
+    value = uuid.uuid4().hex
     probe = {"resourceType": "Patient", "meta": {"tag": [BRIDGE_TAG]},
-             "identifier": [{"system": "urn:fhir-bridge:target-check",
-                             "value": uuid.uuid4().hex}],
+             "identifier": [{"system": PROBE_SYSTEM, "value": value}],
              "name": [{"family": "Target-Check-Synthetic"}]}
-    created = client.create(probe)
-    remote_id = (created.body or {}).get("id") or _id_from_location(created.location)
-    read = client.read("Patient", remote_id)
-    client.delete("Patient", remote_id)
+    remote_id = None
+    same = False
+    failed = None
     try:
-        client.read("Patient", remote_id)
-        gone = False
-    except RemoteRejected as exc:
-        gone = exc.http_status in (404, 410)
-    same = read["identifier"][0]["value"] == probe["identifier"][0]["value"]
-    report.round_trip = "create, read, delete: ok" if same and gone else \
-        f"create, read, delete: read back {'same' if same else 'different'}, " \
-        f"{'gone' if gone else 'still there'} after delete"
-    report.ok = (report.fhir_version or "").startswith("4.0") and same and gone
+        # Conditional: safe to retry, and findable by identifier if the answer is lost.
+        created = client.create(probe, if_none_exist={"identifier": f"{PROBE_SYSTEM}|{value}"})
+        remote_id = (created.body or {}).get("id") or _id_from_location(created.location)
+        read = client.read("Patient", remote_id)
+        same = read["identifier"][0]["value"] == value
+    except RemoteError as exc:
+        failed = f"{'read' if remote_id else 'create'} failed: {_reason(exc)}"
+    report.left_behind, report.cleanup_error = _remove_probe(client, remote_id, value)
+    gone = not report.left_behind
+    if failed:
+        report.round_trip = f"create, read, delete: {failed}"
+    elif same and gone:
+        report.round_trip = "create, read, delete: ok"
+    else:
+        report.round_trip = f"create, read, delete: read back {'same' if same else 'different'}" \
+            f", {'gone' if gone else 'still there'} after delete"
+    if not gone:
+        report.round_trip += f"; could not delete {', '.join(report.left_behind)}: " \
+            f"{report.cleanup_error}"
+    report.ok = (report.fhir_version or "").startswith("4.0") and same and gone \
+        and failed is None
     return report
+
+
+def _remove_probe(client: FhirClient, remote_id: str | None,
+                  value: str) -> tuple[list[str], str | None]:
+    """Delete the test Patient (by id, and whatever carries its identifier) and make sure it
+    is gone: (what is left, why)."""
+    ids = {remote_id} if remote_id else set()
+    try:
+        ids |= {r["id"] for r in client.search_all(
+            "Patient", {"identifier": f"{PROBE_SYSTEM}|{value}", "_elements": "id"})}
+    except RemoteError as exc:
+        if not ids:  # it may or may not exist: say so rather than guess
+            return [f"Patient?identifier={PROBE_SYSTEM}|{value}"], _reason(exc)
+    left, why = [], None
+    for rid in sorted(ids):
+        try:
+            client.delete("Patient", rid, retry_statuses=CLEANUP_RETRY_STATUSES)
+        except RemoteError as exc:
+            if isinstance(exc, RemoteRejected) and exc.http_status in (404, 410):
+                continue  # already gone
+            left.append(f"Patient/{rid}")
+            why = _reason(exc)
+            continue
+        try:
+            client.read("Patient", rid)
+        except RemoteError:
+            continue  # 404/410 as it should be; any other failure: the DELETE's 2xx stands
+        left.append(f"Patient/{rid}")
+        why = "still readable after the delete"
+    return left, why
+
+
+def _reason(exc: RemoteError) -> str:
+    status = f"HTTP {exc.http_status}: " if exc.http_status else ""
+    return f"{status}{exc.message}"[:500]
 
 
 def _id_from_location(location: str | None) -> str:
