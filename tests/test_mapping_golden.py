@@ -129,3 +129,105 @@ def test_dose_changes_point_at_the_prescription_they_replace_which_is_stopped(ma
 def test_mapping_twice_gives_identical_resources_and_ids(mapped):
     path, bundle = mapped
     assert map_document(read_json(path)) == bundle
+
+
+# -- US Core conformance details (docs/conformance.md) -------------------------------------------
+
+US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
+XHTML = "{http://www.w3.org/1999/xhtml}"
+
+
+def test_every_entry_has_its_canonical_full_url(mapped):
+    """R4 requires a fullUrl on every entry but a POST; `map` gives <base>/<type>/<id>, so the
+    relative references between the resources resolve inside the bundle."""
+    from fhir_bridge.config import load_config
+    from fhir_bridge.facade.urls import fhir_base
+
+    _, bundle = mapped
+    base = fhir_base(load_config())
+    for entry in bundle["entry"]:
+        resource = entry["resource"]
+        assert entry["fullUrl"] == f"{base}/{resource['resourceType']}/{resource['id']}"
+
+
+def test_every_resource_has_a_generated_narrative_of_safe_xhtml(mapped):
+    import xml.etree.ElementTree as ET
+
+    _, bundle = mapped
+    for resource in _resources(bundle):
+        assert resource["text"]["status"] == "generated", resource["id"]
+        div = ET.fromstring(resource["text"]["div"])
+        assert div.tag == f"{XHTML}div"
+        tags = {element.tag.removeprefix(XHTML) for element in div.iter()}
+        assert tags <= {"div", "p", "b", "ul", "li", "table", "tr", "th", "td"}, tags
+        assert all(not element.attrib for element in div.iter()), "no attributes, no scripts"
+
+
+def test_text_from_a_record_is_escaped_in_the_narrative():
+    from fhir_bridge.fhir.narrative import narrative
+
+    div = narrative({"resourceType": "Condition", "id": "x",
+                     "code": {"text": '<script>alert("x")</script> & more'}})["div"]
+    assert "<script>" not in div
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in div
+
+
+def test_every_observation_has_a_category(mapped):
+    _, bundle = mapped
+    for resource in _resources(bundle):
+        if resource["resourceType"] == "Observation":
+            assert resource["category"][0]["coding"][0]["code"], resource["id"]
+
+
+def test_vital_signs_claim_their_specific_us_core_profile(mapped):
+    specific = {"29463-7": "us-core-body-weight", "39156-5": "us-core-bmi",
+                "8302-2": "us-core-body-height", "8867-4": "us-core-heart-rate",
+                "85354-9": "us-core-blood-pressure"}
+    _, bundle = mapped
+    for resource in _resources(bundle):
+        code = resource.get("code", {}).get("coding", [{}])[0].get("code")
+        if resource["resourceType"] == "Observation" and code in specific:
+            assert resource["meta"]["profile"] == [US_CORE + specific[code]], resource["id"]
+
+
+def test_blood_pressure_has_loinc_systolic_and_diastolic_components(mapped):
+    _, bundle = mapped
+    for resource in _resources(bundle):
+        if resource.get("meta", {}).get("profile") == [US_CORE + "us-core-blood-pressure"]:
+            codes = [(c["code"]["coding"][0]["system"], c["code"]["coding"][0]["code"],
+                      c["valueQuantity"]["code"]) for c in resource["component"]]
+            assert codes == [("http://loinc.org", "8480-6", "mm[Hg]"),
+                             ("http://loinc.org", "8462-4", "mm[Hg]")]
+            assert "valueQuantity" not in resource
+
+
+def test_quantities_use_ucum_without_annotations(mapped):
+    """Counts and scores are UCUM unit 1 with the word as unit, never {tablet} or {score}."""
+    _, bundle = mapped
+    text = str(bundle)
+    assert not re.search(r"'code': '\{", text)
+    assert "'unit': 'tablet', 'system': 'http://unitsofmeasure.org', 'code': '1'" in text \
+        or "'unit': 'capsule', 'system': 'http://unitsofmeasure.org', 'code': '1'" in text \
+        or "'unit': 'score', 'system': 'http://unitsofmeasure.org', 'code': '1'" in text
+
+
+def test_positive_and_negative_screens_use_the_standard_interpretation_code():
+    """A plain positive or negative screen (PHQ-2) -> v3 POS / NEG; a PHQ-9 severity band has
+    no standard code: the band as a local code, with its text either way."""
+    from fhir_bridge.mapping.engine import Mapper
+    from fhir_bridge.model import concept_by_name
+
+    mapper = Mapper()
+    v3 = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+    for instrument, answers, expected in [
+            ("phq-2", [3, 3], (v3, "POS")), ("phq-2", [0, 0], (v3, "NEG")),
+            ("phq-9", [3] * 9, ("urn:fhir-bridge:codesystem:score-band", "phq-9.severe"))]:
+        record = concept_by_name("assessment").load(
+            {"id": "a1", "patient_id": "p1", "instrument": instrument,
+             "effective": "2025-01-01T10:00:00Z",
+             "items": [{"number": n, "value": v} for n, v in enumerate(answers, start=1)]})
+        total = next(r for r in mapper.to_fhir("assessment", record)
+                     if r["id"].endswith(".total"))
+        coding = total["interpretation"][0]["coding"][0]
+        assert (coding["system"], coding["code"]) == expected
+        assert total["interpretation"][0]["text"]

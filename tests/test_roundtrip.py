@@ -68,3 +68,35 @@ def test_foreign_references_are_kept_and_reported_not_dropped():
     assert back.record["id"] == "example"
     assert back.record["patient_id"] == "Patient/example"
     assert ("reference", "Patient/example was not written by the bridge") in back.unmapped
+
+
+def test_blood_pressure_components_are_read_by_loinc_code_and_by_the_older_local_code():
+    """Components are written with LOINC 8480-6 / 8462-4; resources written before (local
+    measurement-component codes) still read back to the same record."""
+    record = concept_by_name("measurement").load(
+        {"id": "bp1", "patient_id": "p1", "kind": "blood-pressure", "unit": "mm[Hg]",
+         "effective": "2025-01-01T10:00:00Z",
+         "components": [{"name": "systolic", "value": 120}, {"name": "diastolic", "value": 80}]})
+    (resource,) = MAPPER.to_fhir("measurement", record)
+    assert [c["code"]["coding"][0]["code"] for c in resource["component"]] == ["8480-6", "8462-4"]
+    older = dict(resource, component=[
+        {"code": {"coding": [{"system": "urn:fhir-bridge:codesystem:measurement-component",
+                              "code": name, "display": f"{name.title()} blood pressure"}]},
+         "valueQuantity": c["valueQuantity"]}
+        for name, c in zip(("systolic", "diastolic"), resource["component"])])
+    for written in (resource, older):
+        back = MAPPER.to_internal(written)
+        assert concept_by_name("measurement").load(back.record) == record
+
+
+def test_count_units_are_ucum_1_and_read_back_as_their_word():
+    from fhir_bridge.mapping.context import Context
+    from fhir_bridge.mapping.transforms import internal_unit, ucum_quantity
+
+    ctx = Context(MAPPER)
+    quantity = ucum_quantity(30, "tablet", ctx)
+    assert quantity == {"value": 30, "unit": "tablet", "system": "http://unitsofmeasure.org",
+                        "code": "1"}
+    assert internal_unit(quantity, ctx) == "tablet"
+    assert internal_unit({"unit": "mmol/L", "system": "http://unitsofmeasure.org",
+                          "code": "mmol/L"}, ctx) == "mmol/L"

@@ -55,6 +55,7 @@ class MeasurementKind:
     category: str
     unit: str
     components: tuple[dict, ...] = ()
+    profile: str | None = None  # the specific US Core profile, where one exists
 
 
 @lru_cache(maxsize=4)
@@ -85,6 +86,6 @@ def measurement_kinds(directory: Path = MAPPINGS_DIR) -> dict[str, MeasurementKi
         raw = yaml.safe_load(fh)
     return {
         key: MeasurementKind(key, body["code"], body["category"], body["unit"],
-                             tuple(body.get("components") or ()))
+                             tuple(body.get("components") or ()), body.get("profile"))
         for key, body in raw.items()
     }

@@ -6,7 +6,8 @@ internal field (``internal``) goes in the resource (``fhir``) and through which 
 (``transform`` + ``args``); ``value`` writes a constant; ``each`` maps a list item by item with
 sub-rules; ``merge: true`` merges a transform's dict into the target instead of replacing it;
 ``direction`` limits a rule to ``forward`` or ``reverse``. The engine itself adds id,
-identifier, meta.profile and meta.security, so mapping files hold only clinical content.
+identifier, meta.profile and meta.security, and a generated narrative (``fhir/narrative.py``)
+where the mapping writes none, so mapping files hold only clinical content.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, Callable, Iterable
 import yaml
 
 from ..errors import MappingError
+from ..fhir.narrative import with_narrative
 from . import paths
 from .context import Context
 from .terminology import Terminology
@@ -200,6 +202,7 @@ class Mapper:
                                    "value": business_id}]
         ctx = Context(self, record=record)
         _apply_forward(m.rules, record, resource, ctx)
+        position = len(out)
         out.append(resource)
         for spec in m.children:
             child_map = self.mappings[spec.mapping]
@@ -218,6 +221,7 @@ class Mapper:
                 refs.append({"reference": f"{child['resourceType']}/{child['id']}"})
             if refs and spec.fhir:
                 paths.put(resource, spec.fhir, refs)
+        out[position] = resource = with_narrative(resource)
         return resource
 
     # -- reverse -------------------------------------------------------------------------------

@@ -49,7 +49,8 @@ import org.springframework.context.annotation.Import;
 	SubscriptionChannelConfig.class,
 	// this server's own beans
 	JpaStorageConfig.class,
-	RestfulServerConfig.class
+	RestfulServerConfig.class,
+	ValidationPackagesConfig.class
 })
 public class HapiTestServerApplication {
 

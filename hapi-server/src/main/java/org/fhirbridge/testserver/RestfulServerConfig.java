@@ -83,7 +83,7 @@ public class RestfulServerConfig {
 		}
 
 		if (props.isValidateRequests()) {
-			RequestValidatingInterceptor validating = new RequestValidatingInterceptor();
+			RequestValidatingInterceptor validating = new WriteValidatingInterceptor();
 			validating.addValidatorModule(new UnknownProfileAsWarningValidatorModule(instanceValidator));
 			// only real errors reject a request; unknown LOINC/SNOMED/RxNorm codes and unknown
 			// (not loaded) profiles in meta.profile are warnings
