@@ -62,3 +62,29 @@ def load_config(overrides: Mapping[str, Any] | None = None,
     if overrides:
         config = _merge(config, overrides)
     return config
+
+
+def fhir_api_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The /fhir API's own settings, checked (ValueError names the bad key): the public base
+    URL, whether to trust a proxy's X-Forwarded-* headers, and the CORS origins."""
+    base = config.get("public_base_url") or None  # an empty environment variable: unset
+    if base is not None:
+        if not isinstance(base, str) or not base.startswith(("http://", "https://")) or any(
+                c in base for c in "?# ") or base.rstrip("/").count("/") < 2:
+            raise ValueError("public_base_url must be an http(s) URL without query or "
+                             "fragment, e.g. https://bridge.example.org/fhir")
+    trust = config.get("trust_proxy", False)
+    if not isinstance(trust, bool):
+        raise ValueError("trust_proxy must be true or false")
+    cors = config.get("cors") or {}
+    origins = cors.get("allowed_origins") or []
+    if not isinstance(origins, list) or not all(
+            isinstance(o, str) and (o == "*" or (o.startswith(("http://", "https://"))
+                                                 and o.count("/") == 2)) for o in origins):
+        raise ValueError("cors.allowed_origins is a list of origins (scheme://host[:port], "
+                         "no path) or '*'")
+    max_age = cors.get("max_age_seconds", 600)
+    if not isinstance(max_age, int) or isinstance(max_age, bool) or max_age < 0:
+        raise ValueError("cors.max_age_seconds must be a whole number of seconds")
+    return {"public_base_url": base.rstrip("/") if base else None, "trust_proxy": trust,
+            "cors_origins": tuple(o.rstrip("/") for o in origins), "cors_max_age": max_age}

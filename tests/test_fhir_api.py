@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import requests
 
+from fhir_bridge.facade.match import date_range, fold
 from fhir_bridge.fhir.validate import resource_issues
 
 from .conftest import FIXTURES, fixture_documents, read_json, token_for
@@ -166,6 +169,9 @@ def test_sort_by_last_updated_newest_first(ehr, store_app):
     ({"_include": "CarePlan:nonsense"}, "_include"),
     ({"patient.name": "x"}, "patient.name"),
     ({"_sort": "title"}, "_sort"),
+    ({"": "0"}, "(query)"),  # found by fuzzing: a nameless parameter is named "(query)"
+    ({"_summary": "everything"}, "_summary"),
+    ({"_elements": "-status"}, "_elements"),
 ])
 def test_a_search_it_cannot_run_is_refused_with_an_outcome_naming_the_parameter(ehr, params,
                                                                                 bad):
@@ -174,6 +180,150 @@ def test_a_search_it_cannot_run_is_refused_with_an_outcome_naming_the_parameter(
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert any(issue.get("expression") == [bad] for issue in outcome["issue"])
+
+
+# -- sorting ---------------------------------------------------------------------------------------
+
+def test_sort_by_a_date_parameter_newest_first_by_the_end_of_each_range(ehr):
+    bundle = ehr.get("Observation", params={"_sort": "-date", "_count": "500"}).json()
+    observations = entries(bundle)
+    assert len(observations) == bundle["total"] > 100
+    highs = []
+    for r in observations:
+        if "effectiveDateTime" in r:
+            highs.append(date_range(r["effectiveDateTime"])[1])
+        else:  # a Period still open (a side effect that has not ended) ends last of all
+            end = r["effectivePeriod"].get("end")
+            highs.append(date_range(end)[1] if end else dt.datetime.max.replace(
+                tzinfo=dt.timezone.utc))
+    assert highs == sorted(highs, reverse=True)
+    assert any(r.get("effectivePeriod", {}).get("end") for r in observations)
+    oldest = entries(ehr.get("Observation", params={"_sort": "date", "_count": "500"}).json())
+    lows = [date_range(r.get("effectiveDateTime") or r["effectivePeriod"]["start"])[0]
+            for r in oldest]
+    assert lows == sorted(lows)
+
+
+def test_resources_without_the_sort_value_come_last_both_ways(ehr):
+    for sort in ("start-date", "-start-date"):
+        goals = entries(ehr.get("Goal", params={"_sort": sort}).json())
+        present = ["startDate" in r for r in goals]
+        assert True in present and False in present
+        assert present == sorted(present, reverse=True)
+        starts = [r["startDate"] for r in goals if "startDate" in r]
+        assert starts == sorted(starts, reverse=sort.startswith("-"))
+
+
+def test_sort_by_authoredon_both_ways_and_by_several_keys(ehr):
+    ascending = entries(ehr.get("MedicationRequest", params={"_sort": "authoredon"}).json())
+    instants = [date_range(r["authoredOn"])[0] for r in ascending]
+    assert len(instants) >= 10 and instants == sorted(instants)
+    descending = entries(ehr.get("MedicationRequest", params={"_sort": "-authoredon"}).json())
+    assert [r["id"] for r in descending] == [r["id"] for r in reversed(ascending)] or [
+        date_range(r["authoredOn"])[1] for r in descending] == sorted(
+        (date_range(r["authoredOn"])[1] for r in descending), reverse=True)
+    by_status = entries(ehr.get("MedicationRequest", params={
+        "_sort": "status,-authoredon,_id"}).json())
+    keys_seen = [(r["status"], -date_range(r["authoredOn"])[1].timestamp(), r["id"])
+                 for r in by_status]
+    assert keys_seen == sorted(keys_seen)
+    assert len({r["status"] for r in by_status}) > 1
+
+
+def test_sort_by_string_and_token_parameters(ehr):
+    patients = entries(ehr.get("Patient", params={"_sort": "-family"}).json())
+    families = [fold(r["name"][0]["family"]) for r in patients]
+    assert len(families) == 6 and families == sorted(families, reverse=True)
+    query = {"patient": "pat-p02", "_sort": "-code,_id"}
+    by_code = entries(ehr.get("Observation", params=query).json())
+    codes = [max(c["code"] for c in r["code"]["coding"]) for r in by_code]
+    assert len(set(codes)) > 2 and codes == sorted(codes, reverse=True)
+    paged = [r["id"] for offset in range(0, len(by_code), 3) for r in entries(ehr.get(
+        "Observation", params={**query, "_count": "3", "_offset": str(offset)}).json())]
+    assert paged == [r["id"] for r in by_code]
+
+
+def test_sort_keys_are_the_declared_date_token_and_string_parameters(ehr):
+    for bad in ("patient", "-subject", "nonsense", "date,date", ""):
+        response = ehr.get("Observation", params={"_sort": bad})
+        assert response.status_code == 400, bad
+        assert [i["expression"] for i in response.json()["issue"]] == [["_sort"]]
+
+
+# -- _count, _summary, _elements ------------------------------------------------------------------
+
+def test_a_count_above_the_page_limit_is_capped_and_the_links_say_so(ehr):
+    response = ehr.get("Observation", params={"_count": "1000"})
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    assert len(bundle["entry"]) == min(500, bundle["total"])
+    assert all("_count=500" in link["url"] for link in bundle["link"])
+    history = ehr.get("Observation/_history", params={"_count": "9" * 40}).json()
+    assert all("_count=500" in link["url"] for link in history["link"])
+
+
+def _subsetted(resource: dict) -> bool:
+    return any(t == {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+                     "code": "SUBSETTED", "display": "subsetted"}
+               for t in resource.get("meta", {}).get("tag", []))
+
+
+def test_elements_returns_the_named_and_mandatory_elements_tagged_subsetted(ehr):
+    bundle = ehr.get("Observation", params={"patient": "pat-p01", "_elements": "code,effective",
+                                            "_count": "5"}).json()
+    for r in entries(bundle):
+        assert set(r) <= {"resourceType", "id", "meta", "status", "code", "effectiveDateTime",
+                          "effectivePeriod", "effectiveInstant"}
+        assert "status" in r and "code" in r  # status is mandatory: always there
+        assert _subsetted(r)
+    read = ehr.get("CarePlan/cp-p01-plan", params={"_elements": "title"}).json()
+    # status, intent and subject are mandatory (1..1): always returned
+    assert set(read) == {"resourceType", "id", "meta", "title", "status", "intent", "subject"}
+    assert _subsetted(read)
+    mixed = ehr.get("CarePlan", params=[("patient", "pat-p01"), ("_elements", "status"),
+                                        ("_include", "CarePlan:goal"),
+                                        ("_elements", "Goal.description")]).json()
+    goals = [r for r in entries(mixed, "include") if r["resourceType"] == "Goal"]
+    assert goals and all(set(g) == {"resourceType", "id", "meta", "lifecycleStatus",
+                                    "description", "subject"} for g in goals)
+    refused = ehr.get("CarePlan", params={"_elements": "colour"})
+    assert refused.status_code == 400
+    assert [i["expression"] for i in refused.json()["issue"]] == [["_elements"]]
+
+
+@pytest.mark.parametrize("mode", ["true", "text", "data"])
+def test_summary_modes_on_read_and_search(ehr, mode):
+    full = ehr.get("CarePlan/cp-p01-plan").json()
+    read = ehr.get("CarePlan/cp-p01-plan", params={"_summary": mode}).json()
+    searched = entries(ehr.get("CarePlan", params={"_id": "cp-p01-plan",
+                                                   "_summary": mode}).json())[0]
+    assert read == searched and _subsetted(read) and not _subsetted(full)
+    if mode == "true":  # CarePlan.activity and .text are not summary elements in R4
+        assert "activity" not in read and "text" not in read
+        assert {"status", "intent", "subject", "category"} <= set(read)
+    elif mode == "text":
+        assert set(read) <= {"resourceType", "id", "meta", "text", "status", "intent",
+                             "subject"}
+    else:
+        assert "text" not in read and read["activity"] == full["activity"]
+    count = ehr.get("CarePlan", params={"_summary": "count"}).json()
+    assert count["total"] == 6 and "entry" not in count
+    assert ehr.get("CarePlan/cp-p01-plan", params={"_summary": "count"}).status_code == 400
+
+
+# -- date offsets written with a raw "+" -----------------------------------------------------------
+
+def test_a_raw_plus_in_a_date_offset_is_read_as_an_offset(ehr):
+    encoded = entries(ehr.get("Observation", params={
+        "patient": "pat-p01", "date": "ge2025-03-01T00:00:00+05:00"}).json())
+    raw = entries(ehr.get("Observation?patient=pat-p01&date=ge2025-03-01T00:00:00+05:00").json())
+    assert raw and [r["id"] for r in raw] == [r["id"] for r in encoded]
+    since = ehr.get("Observation/_history?_since=2000-01-01T00:00:00+00:00&_count=1")
+    assert since.status_code == 200, since.text
+    assert since.json()["total"] > 100
+    assert "_since=2000-01-01T00%3A00%3A00%2B00%3A00" in since.json()["link"][0]["url"]
+    updated = ehr.get("CarePlan?_lastUpdated=ge2000-01-01T00:00:00+00:00")
+    assert updated.status_code == 200 and updated.json()["total"] == 6
 
 
 # -- paging ----------------------------------------------------------------------------------------

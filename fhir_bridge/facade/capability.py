@@ -9,6 +9,7 @@ from typing import Iterable
 
 from .. import __version__
 from . import parameters
+from .query import MAX_COUNT, sort_keys
 
 INTERACTIONS = ["read", "vread", "history-instance", "history-type", "search-type"]
 SMART_SERVICE = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
@@ -31,8 +32,16 @@ PROFILES = {
 }
 
 
+def _documentation(spec: parameters.ResourceSearch) -> str:
+    return (f"Search with GET [type]?, GET [type]/_search? or POST [type]/_search (form). "
+            f"_sort by {', '.join(sort_keys(spec))} (prefix - for descending, several keys "
+            f"comma-separated); _count (capped at {MAX_COUNT}), _offset; _summary (true, text, "
+            f"data, count, false); _elements; _total (always exact). Read takes _summary "
+            f"and _elements too; every interaction takes _format (json) and _pretty.")
+
+
 def statement(base_url: str, extra_resources: Iterable[dict] = (),
-              published: dt.datetime | None = None) -> dict:
+              published: dt.datetime | None = None, cors: bool = False) -> dict:
     specs = parameters.load()
     resources = []
     for rtype in sorted(specs):
@@ -41,6 +50,7 @@ def statement(base_url: str, extra_resources: Iterable[dict] = (),
         if rtype in PROFILES:
             entry["supportedProfile"] = PROFILES[rtype]
         entry.update({
+            "documentation": _documentation(spec),
             "interaction": [{"code": code} for code in INTERACTIONS],
             "versioning": "versioned",
             "readHistory": True,
@@ -54,8 +64,9 @@ def statement(base_url: str, extra_resources: Iterable[dict] = (),
                              **({"documentation": p.doc} if p.doc else {})}
                             for p in spec.params.values()],
         })
-        if not entry["searchRevInclude"]:
-            del entry["searchRevInclude"]
+        for key in ("searchInclude", "searchRevInclude"):
+            if not entry[key]:
+                del entry[key]
         resources.append(entry)
     resources.extend(extra_resources)
     resources.sort(key=lambda r: r["type"])
@@ -71,10 +82,10 @@ def statement(base_url: str, extra_resources: Iterable[dict] = (),
                                           "bridge's store; writes go through /api/v1)",
                            "url": base_url},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": ["application/fhir+json", "application/json", "json"],
         "rest": [{
             "mode": "server",
-            "security": {"cors": False, "service": [SMART_SERVICE],
+            "security": {"cors": cors, "service": [SMART_SERVICE],
                          "description": "Every request except metadata needs a bearer token; "
                                         "see /.well-known/smart-configuration."},
             "resource": resources,

@@ -19,6 +19,9 @@ MAX = dt.datetime.max.replace(tzinfo=UTC)
 _DATE = re.compile(
     r"^(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})(\.\d+)?)?"
     r"(Z|[+-]\d{2}:\d{2})?)?)?)?$")
+#: A dateTime whose offset's "+" arrived as a space (an unencoded "+" in a query string).
+_SPACED_OFFSET = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) "
+                            r"(\d{2}:\d{2})$")
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
 
 
@@ -85,7 +88,13 @@ def date_range(text: str) -> tuple[dt.datetime, dt.datetime] | None:
         return None
 
 
-def _value_range(value: Any) -> tuple[dt.datetime, dt.datetime] | None:
+def restore_plus(text: str) -> str:
+    """A date parameter as sent: ``2025-01-01T00:00:00 05:00`` is how a raw ``+05:00``
+    arrives (form decoding reads ``+`` as a space), so read the space back as ``+``."""
+    return _SPACED_OFFSET.sub(r"\1+\2", text)
+
+
+def value_range(value: Any) -> tuple[dt.datetime, dt.datetime] | None:
     if isinstance(value, str):
         return date_range(value)
     if isinstance(value, dict) and ("start" in value or "end" in value):  # Period
@@ -119,7 +128,7 @@ def date_matches(prefix: str, lo: dt.datetime, hi: dt.datetime,
 
 # -- tokens, references, strings ---------------------------------------------------------------
 
-def _codings(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
+def codings(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
     """(system, code, text) of a code, Coding, CodeableConcept or Identifier."""
     if isinstance(value, bool):
         yield None, "true" if value else "false", None
@@ -138,7 +147,7 @@ def _codings(value: Any) -> Iterator[tuple[str | None, str | None, str | None]]:
 
 
 def _token_matches(system: str | None, code: str | None, value: Any) -> bool:
-    for v_system, v_code, _ in _codings(value):
+    for v_system, v_code, _ in codings(value):
         if code is not None and v_code != code:
             continue
         if system is None:
@@ -156,7 +165,7 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
-def _strings(value: Any) -> Iterator[str]:
+def strings(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
     elif isinstance(value, dict):  # HumanName and friends: every part, and the whole text
@@ -192,7 +201,7 @@ def matches(resource: dict, criterion: Criterion) -> bool:
         if modifier == "text":
             return any(text and fold(text).startswith(fold(code))
                        for _, code in criterion.values for value in found
-                       for _, _, text in _codings(value))
+                       for _, _, text in codings(value))
         hit = any(_token_matches(system, code, value)
                   for system, code in criterion.values for value in found)
         return not hit if modifier == "not" else hit
@@ -201,13 +210,13 @@ def matches(resource: dict, criterion: Criterion) -> bool:
         return any(key is not None and key[1] == rid and (rtype is None or key[0] == rtype)
                    for rtype, rid in criterion.values for key in keys)
     if param.type == "date":
-        ranges = [r for r in (_value_range(v) for v in found) if r is not None]
+        ranges = [r for r in (value_range(v) for v in found) if r is not None]
         return any(date_matches(prefix, lo, hi, r)
                    for prefix, lo, hi in criterion.values for r in ranges)
     if param.type == "string":
-        texts = [fold(s) for v in found for s in _strings(v)]
+        texts = [fold(s) for v in found for s in strings(v)]
         if modifier == "exact":
-            return any(s in (t for v in found for t in _strings(v)) for s in criterion.values)
+            return any(s in (t for v in found for t in strings(v)) for s in criterion.values)
         if modifier == "contains":
             return any(s in t for s in criterion.values for t in texts)
         return any(t.startswith(s) for s in criterion.values for t in texts)

@@ -13,15 +13,17 @@ from typing import Iterable
 from urllib.parse import parse_qsl
 
 from ..errors import BadRequest, Issue
-from . import parameters
-from .match import DATE_PREFIXES, Criterion, date_range, fold, matches
+from . import negotiate, parameters
+from .elements import SUMMARY_MODES, Subset, parse_elements
+from .match import DATE_PREFIXES, Criterion, date_range, fold, matches, restore_plus
 from .parameters import ResourceSearch, SearchParameter
+from .sorting import SORTABLE_TYPES, SQL_KEYS
 
 DEFAULT_COUNT = 50
-MAX_COUNT = 500
+MAX_COUNT = 500  # a larger _count is capped to this (the Bundle's links say so)
 MAX_OFFSET = 100_000
-SORT_KEYS = ("_lastUpdated", "_id")
-FORMATS = ("json", "application/json", "application/fhir+json", "application/json+fhir")
+TOTALS = ("none", "estimate", "accurate")  # the total is always counted exactly
+TOTAL_METHODS = ("count", "estimate")
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -49,6 +51,7 @@ class Search:
     offset: int = 0
     sort: list[tuple[str, bool]] = field(default_factory=list)  # (key, descending)
     summary_count: bool = False
+    subset: Subset = field(default_factory=Subset)  # _summary=true|text|data, _elements
     # The query as the client wrote it, minus paging: paging links are built from it.
     canonical: list[tuple[str, str]] = field(default_factory=list)
 
@@ -74,8 +77,10 @@ def parse_search(resource_type: str, args: Iterable[tuple[str, str]]) -> Search:
     for name, value in args:
         try:
             _apply(spec, search, name, value)
-        except _Refused as exc:
-            issues.append(Issue(name, str(exc), exc.code))
+        except _Refused as exc:  # a parameter without a name is "(query)", as api.screen says
+            issues.append(Issue(name or "(query)", str(exc), exc.code))
+    if search.subset.summary and search.subset.elements:
+        issues.append(Issue("_elements", "use _summary or _elements, not both"))
     if issues:
         raise BadRequest("the search cannot be run as written", issues)
     return search
@@ -87,9 +92,10 @@ def parse_criteria(criteria: str) -> Search:
     if not re.fullmatch(r"[A-Z][A-Za-z]+", resource_type or ""):
         raise BadRequest("criteria must be Type?query", [Issue("criteria", "no resource type")])
     search = parse_search(resource_type, parse_qsl(query, keep_blank_values=True))
-    if search.includes or search.revincludes or search.sort:
-        raise BadRequest("criteria take filters only",
-                         [Issue("criteria", "_include, _revinclude and _sort do not apply")])
+    if (search.includes or search.revincludes or search.sort or search.subset
+            or search.summary_count):
+        raise BadRequest("criteria take filters only", [Issue(
+            "criteria", "_include, _revinclude, _sort, _summary and _elements do not apply")])
     return search
 
 
@@ -102,13 +108,15 @@ class _Refused(Exception):
 def _apply(spec: ResourceSearch, search: Search, name: str, value: str) -> None:
     base, _, modifier = name.partition(":")
     if base == "_count":
-        search.count = _int(value, 0, MAX_COUNT)
+        search.count = min(_int(value, 0, None), MAX_COUNT)
         return
     if base == "_offset":
         search.offset = _int(value, 0, MAX_OFFSET)
         return
     if base == "_sort":
-        search.sort = [_sort_key(part) for part in value.split(",")]
+        search.sort = [_sort_key(spec, part) for part in value.split(",")]
+        if len({key for key, _ in search.sort}) < len(search.sort):
+            raise _Refused("names a key twice")
     elif base in ("_include", "_revinclude"):
         if modifier not in ("", "iterate"):
             raise _Refused(f"unsupported modifier :{modifier}", "not-supported")
@@ -116,14 +124,30 @@ def _apply(spec: ResourceSearch, search: Search, name: str, value: str) -> None:
                            searched=spec.resource_type)
         (search.revincludes if base == "_revinclude" else search.includes).append(include)
     elif base == "_summary":
-        if value != "count":
-            raise _Refused("only _summary=count is supported", "not-supported")
-        search.summary_count = True
+        if value not in SUMMARY_MODES:
+            raise _Refused(f"_summary is one of {', '.join(SUMMARY_MODES)}")
+        search.summary_count = value == "count"
+        search.subset = Subset(summary=value if value in ("true", "text", "data") else None,
+                               elements=search.subset.elements)
+    elif base == "_elements":
+        try:
+            named = parse_elements(value, spec.resource_type,
+                                   lambda t: parameters.for_type(t) is not None)
+        except ValueError as exc:
+            raise _Refused(str(exc)) from None
+        search.subset = Subset(search.subset.summary, (*search.subset.elements, *named))
     elif base == "_total":
-        if value not in ("none", "estimate", "accurate"):
-            raise _Refused("_total is none, estimate or accurate")
+        if value not in TOTALS:
+            raise _Refused(f"_total is {', '.join(TOTALS)}")
+    elif base == "_totalMethod":  # not FHIR: Aidbox's, sent by fhirpy's count()
+        if value not in TOTAL_METHODS:
+            raise _Refused(f"_totalMethod is {' or '.join(TOTAL_METHODS)} (the total is "
+                           "always exact; FHIR's own parameter is _total)")
+    elif base == "_pretty":
+        if value not in negotiate.PRETTY:
+            raise _Refused("must be true or false")
     elif base == "_format":
-        if value not in FORMATS:
+        if negotiate.from_format(value) is None:
             raise _Refused("only JSON is served", "not-supported")
         return
     elif base.startswith("_") and base not in spec.params:
@@ -139,17 +163,45 @@ def _apply(spec: ResourceSearch, search: Search, name: str, value: str) -> None:
     search.canonical.append((name, value))
 
 
-def _int(value: str, low: int, high: int) -> int:
-    if not (value.isascii() and value.isdigit()) or not low <= int(value) <= high:
-        raise _Refused(f"must be a whole number from {low} to {high}")
-    return int(value)
+def page_args(count: str | None, offset: str | None) -> tuple[int, int, list[Issue]]:
+    """``_count`` (capped at MAX_COUNT) and ``_offset`` for history, as search reads them."""
+    issues, out = [], []
+    for name, value, default, high in (("_count", count, DEFAULT_COUNT, None),
+                                       ("_offset", offset, 0, MAX_OFFSET)):
+        try:
+            out.append(default if value is None else _int(value, 0, high))
+        except _Refused as exc:
+            issues.append(Issue(name, str(exc)))
+            out.append(default)
+    return min(out[0], MAX_COUNT), out[1], issues
 
 
-def _sort_key(part: str) -> tuple[str, bool]:
+def _int(value: str, low: int, high: int | None) -> int:
+    """A whole number from low to high; with no high, any size (a huge one is read as 10**18:
+    int() refuses strings past 4300 digits, and a cap applies anyway)."""
+    if not (value.isascii() and value.isdigit()):
+        number = None
+    else:
+        number = int(value) if len(value) <= 18 else 10**18
+    if number is None or number < low or (high is not None and number > high):
+        raise _Refused(f"must be a whole number from {low} to {high}" if high is not None
+                       else f"must be a whole number, at least {low}")
+    return number
+
+
+def sort_keys(spec: ResourceSearch) -> list[str]:
+    """What a type can be sorted by: _id, _lastUpdated and its date, token and string
+    parameters."""
+    return [*SQL_KEYS, *sorted(n for n, p in spec.params.items()
+                               if p.type in SORTABLE_TYPES and n not in SQL_KEYS)]
+
+
+def _sort_key(spec: ResourceSearch, part: str) -> tuple[str, bool]:
     descending = part.startswith("-")
     key = part[1:] if descending else part
-    if key not in SORT_KEYS:
-        raise _Refused(f"can sort by {', '.join(SORT_KEYS)} only", "not-supported")
+    if key not in sort_keys(spec):
+        raise _Refused(f"{spec.resource_type} can be sorted by {', '.join(sort_keys(spec))}",
+                       "not-supported")
     return key, descending
 
 
@@ -252,7 +304,7 @@ def _reference(param: SearchParameter, type_modifier: str | None,
 
 def _date(value: str):
     prefix = value[:2] if value[:2] in DATE_PREFIXES else "eq"
-    text = value[2:] if value[:2] in DATE_PREFIXES else value
+    text = restore_plus(value[2:] if value[:2] in DATE_PREFIXES else value)
     bounds = date_range(text)
     if bounds is None:
         raise _Refused(f"{value!r} is not a FHIR date, dateTime or instant")

@@ -1,5 +1,6 @@
 """Run a parsed Search against the store: SQL narrows by type, id and patient; the remaining
-criteria are checked on each resource; then sort, page, _include and _revinclude."""
+criteria are checked on each resource; then sort (SQL for _id and _lastUpdated, sorting.py for
+values inside the resources), page, _include and _revinclude."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from . import match, parameters, repository
+from . import match, parameters, repository, sorting
 from .match import reference_key, values
 from .query import Include, Search
 from .repository import Prefilter, StoredResource
@@ -42,15 +43,21 @@ class SearchResult:
 
 def run(conn: sa.Connection, search: Search, viewer: Viewer) -> SearchResult:
     pre, remaining = _prefilter(search, viewer)
-    if not remaining:
+    in_sql = sorting.in_sql(search.sort)
+    if not remaining and in_sql:
         total, matches = repository.page(conn, search.resource_type, pre, search.sort,
                                          search.count, search.offset)
     else:
-        found = []
-        for stored in repository.candidates(conn, search.resource_type, pre, search.sort):
+        found, bodies = [], {}
+        sql_sort = search.sort if in_sql else []
+        for stored in repository.candidates(conn, search.resource_type, pre, sql_sort):
             resource = stored.resource()
             if all(match.matches(resource, c) for c in remaining):
                 found.append(stored)
+                bodies[stored.key] = resource
+        if not in_sql:
+            found = sorting.sort(found, search.sort,
+                                 parameters.for_type(search.resource_type).params, bodies)
         total = len(found)
         matches = found[search.offset:search.offset + search.count]
     if search.summary_count:

@@ -1,5 +1,5 @@
-"""The /fhir blueprint: metadata, read, vread, history and search, answering
-application/fhir+json with ETag/Last-Modified, paging links and OperationOutcome errors."""
+"""The /fhir blueprint: metadata, read, vread, history and search, answering FHIR JSON (as
+negotiated, negotiate.py) with ETag/Last-Modified, paging links and OperationOutcome errors."""
 
 from __future__ import annotations
 
@@ -7,19 +7,24 @@ import datetime as dt
 from email.utils import format_datetime, parsedate_to_datetime
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
-from ..errors import BadRequest, Gone, Issue, MethodNotAllowed, NotAcceptable, NotFound
-from ..fhir import jsonio
-from . import access, capability, parameters, repository
-from .match import date_range
-from .query import DEFAULT_COUNT, MAX_COUNT, MAX_OFFSET, parse_search
+from ..errors import BadRequest, Gone, Issue, MethodNotAllowed, NotFound
+from . import access, capability, hooks, parameters, repository, urls
+from .elements import Subset, parse_elements
+from .match import date_range, restore_plus
+from .negotiate import negotiate
+from .query import page_args, parse_search
 from .repository import StoredResource
+from .responses import bundle, fhir
 from .search import run
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
+bp.record_once(lambda state: hooks.install(state.app))
 
-FHIR_JSON = "application/fhir+json"
+#: Parameters every interaction takes (FHIR R4 http.html#parameters); read and vread ignore
+#: any other (only search is strict: an ignored filter there would disclose more).
+GENERAL = ("_format", "_pretty", "_summary", "_elements")
 
 
 def _bridge():
@@ -27,35 +32,37 @@ def _bridge():
 
 
 def base_url() -> str:
-    configured = _bridge().config.get("fhir_base_url")
-    return (configured or request.host_url.rstrip("/") + "/fhir").rstrip("/")
+    """The FHIR base URL for this request (urls.fhir_base: public_base_url, or the request)."""
+    return urls.fhir_base(_bridge().config)
 
 
-def _fhir(body: dict, status: int = 200, headers: dict | None = None) -> Response:
-    return Response(jsonio.dumpb(body), status=status, headers=headers or {},
-                    content_type=f"{FHIR_JSON}; charset=utf-8")
+def _parameters(name: str) -> list[str]:
+    values = request.args.getlist(name)
+    if request.method == "POST" and request.mimetype == "application/x-www-form-urlencoded":
+        values += request.form.getlist(name)
+    return values
 
 
 @bp.before_request
 def _negotiate():
-    fmt = request.args.get("_format")
-    if fmt is not None:
-        return  # checked by the search parser / below
-    accept = request.accept_mimetypes
-    if request.headers.get("Accept") and not accept.best_match(
-            [FHIR_JSON, "application/json", "application/json+fhir"]):
-        raise NotAcceptable("this server answers application/fhir+json only")
+    g.fhir_answer = negotiate(request.headers.get("Accept"), _parameters("_format"),
+                              _parameters("_pretty"))
 
 
-def _check_format() -> None:
-    fmt = request.args.get("_format")
-    if fmt is not None and fmt not in ("json", "application/json", FHIR_JSON,
-                                       "application/json+fhir"):
-        raise NotAcceptable("this server answers application/fhir+json only",
-                            [Issue("_format", "only json is supported", "not-supported")])
+def _unknown_operation(name: str, where: str) -> NotFound:
+    return NotFound(f"{name} is not an operation of this server",
+                    [Issue("(operation)", f"{where}: no operation {name}; the "
+                           "CapabilityStatement at /fhir/metadata lists what is served",
+                           "not-supported")])
 
 
 def _resource_type(resource_type: str) -> str:
+    if resource_type.startswith("$"):
+        raise _unknown_operation(resource_type, "system level")
+    if resource_type == "_history":
+        raise NotFound("system history is not supported",
+                       [Issue("(type)", "history is served per type: /fhir/{type}/_history "
+                              "or /fhir/{type}/{id}/_history", "not-supported")])
     if parameters.for_type(resource_type) is None:
         raise NotFound(f"{resource_type} is not served here",
                        [Issue("(type)", f"unknown or unsupported resource type {resource_type}",
@@ -67,9 +74,9 @@ def _resource_type(resource_type: str) -> str:
 
 @bp.get("/metadata")
 def metadata():
-    _check_format()
     extra = current_app.extensions.get("fhir_capability_resources", [])
-    return _fhir(capability.statement(base_url(), extra))
+    cors = bool(current_app.extensions.get(hooks.EXTENSION))
+    return fhir(capability.statement(base_url(), extra, cors=cors))
 
 
 # -- read and vread ----------------------------------------------------------------------------
@@ -95,18 +102,40 @@ def _not_modified(stored: StoredResource) -> bool:
     return False
 
 
-def _resource_response(stored: StoredResource) -> Response:
+def _read_subset(rtype: str) -> Subset:
+    """``_summary`` (true, text, data, false) and ``_elements`` on a read."""
+    issues, summary, named = [], None, []
+    for value in request.args.getlist("_summary"):
+        if value not in ("true", "text", "data", "false"):
+            issues.append(Issue("_summary", "a read takes true, text, data or false"))
+        elif value != "false":
+            summary = value
+    for value in request.args.getlist("_elements"):
+        try:
+            named += parse_elements(value, rtype, lambda t: parameters.for_type(t) is not None)
+        except ValueError as exc:
+            issues.append(Issue("_elements", str(exc)))
+    if summary and named:
+        issues.append(Issue("_elements", "use _summary or _elements, not both"))
+    if issues:
+        raise BadRequest("the read cannot be answered as asked", issues)
+    return Subset(summary, tuple(named))
+
+
+def _resource_response(stored: StoredResource, subset: Subset) -> Response:
     headers = {"ETag": f'W/"{stored.version_id}"',
                "Last-Modified": _http_date(stored.last_updated)}
     if _not_modified(stored):
         return Response(status=304, headers=headers)
-    return _fhir(stored.resource(), headers=headers)
+    return fhir(subset.apply(stored.resource()), headers=headers)
 
 
 @bp.get("/<resource_type>/<resource_id>")
 def read(resource_type: str, resource_id: str):
-    _check_format()
     rtype = _resource_type(resource_type)
+    if resource_id.startswith("$"):
+        raise _unknown_operation(resource_id, f"type {rtype}")
+    subset = _read_subset(rtype)
     with _bridge().engine.connect() as conn:
         viewer = access.viewer_for(conn, rtype, "r")
         stored = repository.current(conn, rtype, resource_id)
@@ -115,13 +144,13 @@ def read(resource_type: str, resource_id: str):
     access.note_access([stored])
     if stored.deleted:
         raise Gone(f"{rtype}/{resource_id} was deleted")
-    return _resource_response(stored)
+    return _resource_response(stored, subset)
 
 
 @bp.get("/<resource_type>/<resource_id>/_history/<version_id>")
 def vread(resource_type: str, resource_id: str, version_id: str):
-    _check_format()
     rtype = _resource_type(resource_type)
+    subset = _read_subset(rtype)
     if not (version_id.isascii() and version_id.isdigit()) or len(version_id) > 18:
         raise NotFound(f"{rtype}/{resource_id} has no version {version_id!r}")
     with _bridge().engine.connect() as conn:
@@ -132,26 +161,21 @@ def vread(resource_type: str, resource_id: str, version_id: str):
     access.note_access([stored])
     if stored.deleted:
         raise Gone(f"{rtype}/{resource_id} version {version_id} is a deletion")
-    return _resource_response(stored)
+    return _resource_response(stored, subset)
 
 
 # -- history -----------------------------------------------------------------------------------
 
 def _history_args() -> tuple[int, int, dt.datetime | None]:
-    issues = []
-    count = request.args.get("_count", str(DEFAULT_COUNT))
-    offset = request.args.get("_offset", "0")
+    count, offset, issues = page_args(request.args.get("_count"), request.args.get("_offset"))
     since_text = request.args.get("_since")
     for name in request.args:
-        if name not in ("_count", "_offset", "_since", "_format"):
+        if name not in ("_count", "_offset", "_since", "_format", "_pretty"):
             issues.append(Issue(name, "history takes _count, _since and _offset only",
                                 "not-supported"))
-    if not (count.isascii() and count.isdigit()) or not 0 <= int(count) <= MAX_COUNT:
-        issues.append(Issue("_count", f"must be a whole number from 0 to {MAX_COUNT}"))
-    if not (offset.isascii() and offset.isdigit()) or int(offset) > MAX_OFFSET:
-        issues.append(Issue("_offset", f"must be a whole number from 0 to {MAX_OFFSET}"))
     since = None
     if since_text is not None:
+        since_text = restore_plus(since_text)
         bounds = date_range(since_text)
         if bounds is None or "T" not in since_text:
             issues.append(Issue("_since", "must be an instant with a timezone"))
@@ -159,11 +183,10 @@ def _history_args() -> tuple[int, int, dt.datetime | None]:
             since = bounds[0]
     if issues:
         raise BadRequest("the history request cannot be run as written", issues)
-    return int(count), int(offset), since
+    return count, offset, since
 
 
 def _history(rtype: str, resource_id: str | None):
-    _check_format()
     count, offset, since = _history_args()
     with _bridge().engine.connect() as conn:
         viewer = access.viewer_for(conn, rtype, "r")
@@ -192,8 +215,8 @@ def _history(rtype: str, resource_id: str | None):
                              "lastModified": v.last_updated.isoformat(timespec="milliseconds")}
         entries.append(entry)
     path = f"{rtype}/{resource_id}/_history" if resource_id else f"{rtype}/_history"
-    extra = [("_since", request.args["_since"])] if since else []
-    return _fhir(_bundle("history", total, entries, f"{base}/{path}", extra, count, offset))
+    extra = [("_since", restore_plus(request.args["_since"]))] if since else []
+    return fhir(bundle("history", total, entries, f"{base}/{path}", extra, count, offset))
 
 
 @bp.get("/<resource_type>/<resource_id>/_history")
@@ -216,13 +239,16 @@ def _search(rtype: str, args: list[tuple[str, str]]):
     access.note_access(result.matches + result.included, urlencode(search.canonical))
     base = base_url()
     if search.summary_count:
-        return _fhir({"resourceType": "Bundle", "type": "searchset", "total": result.total})
-    entries = [{"fullUrl": f"{base}/{s.resource_type}/{s.id}", "resource": s.resource(),
-                "search": {"mode": "match"}} for s in result.matches]
-    entries += [{"fullUrl": f"{base}/{s.resource_type}/{s.id}", "resource": s.resource(),
+        return fhir({"resourceType": "Bundle", "type": "searchset", "total": result.total})
+    subset = search.subset
+    entries = [{"fullUrl": f"{base}/{s.resource_type}/{s.id}",
+                "resource": subset.apply(s.resource()), "search": {"mode": "match"}}
+               for s in result.matches]
+    entries += [{"fullUrl": f"{base}/{s.resource_type}/{s.id}",
+                 "resource": subset.apply(s.resource(), primary=False),
                  "search": {"mode": "include"}} for s in result.included]
-    return _fhir(_bundle("searchset", result.total, entries, f"{base}/{rtype}",
-                         search.canonical, search.count, search.offset))
+    return fhir(bundle("searchset", result.total, entries, f"{base}/{rtype}",
+                       search.canonical, search.count, search.offset))
 
 
 @bp.get("/<resource_type>")
@@ -230,36 +256,34 @@ def search_type(resource_type: str):
     return _search(_resource_type(resource_type), list(request.args.items(multi=True)))
 
 
-@bp.post("/<resource_type>/_search")
+@bp.route("/<resource_type>/_search", methods=["GET", "POST"])
 def search_post(resource_type: str):
+    """``GET [type]/_search?...`` and ``POST [type]/_search`` with a form body (the query
+    string and the form together)."""
     rtype = _resource_type(resource_type)
-    if request.mimetype != "application/x-www-form-urlencoded":
-        raise BadRequest("_search takes application/x-www-form-urlencoded parameters")
-    args = list(request.args.items(multi=True)) + list(request.form.items(multi=True))
+    args = list(request.args.items(multi=True))
+    if request.method == "POST":
+        if request.mimetype != "application/x-www-form-urlencoded":
+            raise BadRequest("_search takes application/x-www-form-urlencoded parameters")
+        args += list(request.form.items(multi=True))
     return _search(rtype, args)
-
-
-def _bundle(kind: str, total: int, entries: list[dict], url: str, args: list[tuple[str, str]],
-            count: int, offset: int) -> dict:
-    def link(relation: str, at: int) -> dict:
-        query = urlencode([*args, ("_count", str(count)), ("_offset", str(at))])
-        return {"relation": relation, "url": f"{url}?{query}"}
-
-    links = [link("self", offset), link("first", 0)]
-    if count and offset > 0:
-        links.append(link("previous", max(0, offset - count)))
-    if count and offset + count < total:
-        links.append(link("next", offset + count))
-    if count and total:
-        links.append(link("last", ((total - 1) // count) * count))
-    return {"resourceType": "Bundle", "type": kind, "total": total, "link": links,
-            "entry": entries}
 
 
 # -- what /fhir does not do --------------------------------------------------------------------
 
+@bp.route("/<resource_type>/<resource_id>/<operation>", methods=["GET", "POST"])
+def unknown_operation(resource_type: str, resource_id: str, operation: str):
+    rtype = _resource_type(resource_type)
+    if operation.startswith("$"):
+        raise _unknown_operation(operation, f"instance {rtype}/{resource_id}")
+    raise NotFound(f"/fhir/{rtype}/{resource_id}/{operation} is not a FHIR endpoint here")
+
+
 @bp.route("/<resource_type>", methods=["POST", "PUT", "PATCH", "DELETE"])
 @bp.route("/<resource_type>/<resource_id>", methods=["POST", "PUT", "PATCH", "DELETE"])
 def not_writable(resource_type: str, resource_id: str | None = None):
+    if resource_type.startswith("$") or (resource_id or "").startswith("$"):
+        _resource_type(resource_type)
+        raise _unknown_operation(resource_id or resource_type, "this server")
     raise MethodNotAllowed("the FHIR API is read-only: write through /api/v1 (see the "
                            "CapabilityStatement at /fhir/metadata)")

@@ -82,16 +82,16 @@ def _fields_by_alias(cls: Any) -> dict[str, tuple[tuple[str, ...] | None, Any]]:
         allowed = tuple(extra.get("enum_reference_types") or ()) or None
         if allowed is not None and "Resource" in allowed:
             allowed = None
-        out[field.alias or name] = (allowed, _element_class(field.annotation))
+        out[field.alias or name] = (allowed, element_class(field.annotation))
     return out
 
 
-def _element_class(annotation: Any) -> Any:
+def element_class(annotation: Any) -> Any:
     """The fhir.resources model class behind Optional[List[XType]] / XType, if any."""
     args = typing.get_args(annotation)
     for arg in args or (annotation,):
         if typing.get_args(arg):
-            found = _element_class(arg)
+            found = element_class(arg)
             if found is not None:
                 return found
         getter = getattr(arg, "get_model_klass", None)
