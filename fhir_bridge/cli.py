@@ -1,4 +1,11 @@
-"""The `fhir-bridge` command: serve, map, validate, demo."""
+"""The `fhir-bridge` command: serve, map, validate, demo, sync, target, token, subscriptions,
+monitoring.
+
+Errors: a document or resource with invalid fields is reported field by field (exit 1); every
+other failure (a file that cannot be read, bad configuration, a database that cannot be
+opened, a bad argument, a bug) is one line on stderr and exit 2, never a traceback, and never
+the data the command was working on (``main`` is the one place that does this).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,46 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import PROJECT_ROOT
-from .errors import BridgeError, Issue
+from .cli_errors import CommandError, error_line
+from .demo import load_demo
+from .errors import BridgeError, FhirValidationError, InvalidInput, Issue
 from .fhir import jsonio
-
-FIXTURES = PROJECT_ROOT / "fixtures" / "internal"
 
 
 def _read_json(path: str) -> Any:
-    data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    return jsonio.strict_loads(data)
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
+    try:
+        return jsonio.strict_loads(data)
+    except BridgeError as exc:
+        reasons = "; ".join(i.message if i.path in ("", "(body)", "(root)")
+                            else f"{i.path}: {i.message}" for i in exc.issues) or exc.message
+        raise CommandError(f"{path} is not valid JSON: {reasons}") from None
+
+
+def _config(database: bool = True) -> dict[str, Any]:
+    """The configuration; a config file that cannot be read or parsed (or, when the command
+    needs the ``database``, a database_url that is no URL) is a CommandError."""
+    import yaml
+
+    from .config import load_config
+
+    try:
+        config = load_config()
+    except OSError as exc:
+        raise CommandError(f"cannot read the config file {exc.filename}: "
+                           f"{exc.strerror or type(exc).__name__}") from None
+    except yaml.YAMLError as exc:
+        raise CommandError(f"a config file is not valid YAML ({type(exc).__name__})") from None
+    except ValueError as exc:  # load_config's own message: which file, what is wrong
+        raise CommandError(str(exc)) from None
+    url = config.get("database_url")
+    if database and (not isinstance(url, str) or "://" not in url):
+        raise CommandError("database_url must be a database URL, e.g. sqlite:///bridge.db or "
+                           "postgresql+psycopg://user:password@host:5432/name")
+    return config
 
 
 def _print_issues(message: str, issues: list[Issue]) -> None:
@@ -27,15 +64,15 @@ def _print_issues(message: str, issues: list[Issue]) -> None:
 
 def map_document(document: Any) -> dict:
     """An internal-record document -> a validated R4 transaction Bundle (offline)."""
-    from .config import load_config
     from .fhir.bundle import transaction
     from .fhir.validate import validate_resource
     from .mapping.document import load_document
     from .mapping.engine import Mapper
+    from .facade.urls import fhir_base
 
     from .model.changes import consequences, with_consequences
 
-    config = load_config()
+    config = _config(database=False)
     mapper = Mapper(config["identifier_system_base"], config["local_code_system_base"])
     resources = []
     pairs = with_consequences(load_document(document), consequences, lambda *_: None)
@@ -43,7 +80,7 @@ def map_document(document: Any) -> dict:
         for resource in mapper.to_fhir(concept.name, record):
             validate_resource(resource)
             resources.append(resource)
-    return transaction(resources)
+    return transaction(resources, base=fhir_base(config))
 
 
 def validate_document(doc: Any) -> list[Issue]:
@@ -66,19 +103,6 @@ def validate_document(doc: Any) -> list[Issue]:
     return resource_issues(doc)
 
 
-def load_demo(app) -> dict[str, int]:
-    """Load every fixture document into the app's store (unchanged records stay as they are)."""
-    from .mapping.document import load_document
-
-    bridge = app.extensions["fhir_bridge"]
-    counts: dict[str, int] = {}
-    for path in sorted(FIXTURES.glob("*.json")):
-        pairs = load_document(jsonio.loads(path.read_bytes()), known=bridge.store.exists)
-        for stored in bridge.store.save(pairs):
-            counts[stored.concept] = counts.get(stored.concept, 0) + 1
-    return counts
-
-
 DEMO_SCOPE = "system/*.rs"
 DEMO_TOKEN_SECONDS = 3600
 
@@ -88,21 +112,26 @@ def cmd_serve(args) -> int:
     import secrets
 
     from .app import create_app
-    from .config import load_config
 
     if args.demo:
         # Demo only: a random development secret for this process when none is set.
         from .auth.mint import dev_issuer
+        from .auth.tokens import MIN_SECRET_BYTES
 
-        secret_env = dev_issuer(load_config().get("auth") or {})["secret_env"]
+        secret_env = dev_issuer(_config().get("auth") or {})["secret_env"]
         if not os.environ.get(secret_env):
             os.environ[secret_env] = secrets.token_urlsafe(32)
-    app = create_app()
+        elif len(os.environ[secret_env].encode("utf-8")) < MIN_SECRET_BYTES:
+            raise CommandError(f"{secret_env} must hold at least {MIN_SECRET_BYTES} bytes; "
+                               "unset it and serve --demo makes a random one")
+    served = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
+    # --host/--port go into the config, so links made outside a request (notifications) name
+    # the address served.
+    app = create_app({"server": served} if served else None)
     if args.demo:
         from .auth.mint import mint_dev_token
 
-        counts = load_demo(app)
-        print(f"demo data loaded: {sum(counts.values())} records", file=sys.stderr)
+        print(load_demo(app).summary(), file=sys.stderr)
         auth = app.extensions["fhir_bridge.auth"].settings
         token = mint_dev_token(auth, [DEMO_SCOPE], ttl_seconds=DEMO_TOKEN_SECONDS,
                                subject="demo")
@@ -111,13 +140,16 @@ def cmd_serve(args) -> int:
         print(f"export {secret_env}={os.environ[secret_env]}", flush=True)
         print(f"export TOKEN={token}", flush=True)
     config = app.extensions["fhir_bridge"].config
-    host = args.host or config["server"]["host"]
-    port = args.port or int(config["server"]["port"])
+    host = config["server"]["host"]
+    port = int(config["server"]["port"])
     if (config.get("subscriptions") or {}).get("deliver_in_serve", True):
         from .subscriptions.worker import start_background
 
         start_background(app.extensions["fhir_bridge"])  # a daemon thread: ends with the server
-    app.run(host=host, port=port, threaded=True)
+    from .api.server import BridgeRequestHandler
+
+    # HTTP-layer errors (414, 431, a malformed request line) as OperationOutcome, not HTML.
+    app.run(host=host, port=port, threaded=True, request_handler=BridgeRequestHandler)
     return 0
 
 
@@ -160,9 +192,12 @@ def cmd_validate(args) -> int:
 def cmd_demo(args) -> int:
     from .app import create_app
 
-    counts = load_demo(create_app())
-    for concept, count in sorted(counts.items()):
+    app = create_app(_config())
+    _OPENED.append(app.extensions["fhir_bridge"])
+    loaded = load_demo(app)
+    for concept, count in sorted(loaded.added.items()):
         print(f"{concept}: {count}")
+    print(loaded.summary(), file=sys.stderr)
     return 0
 
 
@@ -172,9 +207,8 @@ _OPENED: list = []
 
 def _bridge():
     from .app import build_bridge
-    from .config import load_config
 
-    bridge = build_bridge(load_config())
+    bridge = build_bridge(_config())
     _OPENED.append(bridge)
     return bridge
 
@@ -211,25 +245,29 @@ def cmd_sync(args) -> int:
     if args.action == "conflicts":
         if args.resolve is not None:
             if args.keep is None:
-                raise SystemExit("--resolve needs --keep local|remote")
+                raise CommandError("--resolve needs --keep local|remote")
             print(service.resolve_conflict(bridge, args.resolve, args.keep, args.target))
             return 0
         _print_json(list_conflicts(bridge.engine, None if args.all else "open"))
         return 0
-    raise SystemExit(f"unknown sync action {args.action}")
+    raise CommandError(f"unknown sync action {args.action}")
 
 
 def cmd_target(args) -> int:
     from dataclasses import asdict
 
-    from .config import load_config
     from .sync import service
     from .sync.targets import target_from_config
 
-    target = target_from_config(load_config(), args.name)
+    target = target_from_config(_config(), args.name)
     if args.action == "check":
         report = service.check_target(target)
         _print_json(asdict(report))
+        if report.left_behind:
+            print(f"error: target check could not delete its test resource "
+                  f"{', '.join(report.left_behind)} on {target.name} ({report.cleanup_error});"
+                  f" it carries the bridge's tag: `fhir-bridge target clean {target.name}` "
+                  f"removes it", file=sys.stderr)
         return 0 if report.ok else 1
     deleted = service.clean_target(_bridge(), target)
     _print_json({"deleted": deleted})
@@ -239,9 +277,8 @@ def cmd_target(args) -> int:
 def cmd_token(args) -> int:
     from .auth.mint import mint_dev_token
     from .auth.scopes import ScopeError
-    from .config import load_config
 
-    auth = load_config().get("auth") or {}
+    auth = _config(database=False).get("auth") or {}
     try:
         token = mint_dev_token(auth, args.scope, issuer=args.issuer, ttl_seconds=args.ttl,
                                subject=args.subject, patient=args.patient)
@@ -260,12 +297,17 @@ def _today(value: str | None, timezone: str) -> "Any":
 
     if value is None:
         return dt.datetime.now(ZoneInfo(timezone)).date()
-    if "T" in value:
-        moment = dt.datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            raise SystemExit("--now needs a timezone offset, e.g. 2025-05-01T08:00:00-04:00")
-        return moment.date()
-    return dt.date.fromisoformat(value)
+    try:
+        if "T" in value:
+            moment = dt.datetime.fromisoformat(value)
+        else:
+            return dt.date.fromisoformat(value)
+    except ValueError:
+        raise CommandError("--now must be a date (2025-05-01) or a date-time with offset "
+                           "(2025-05-01T08:00:00-04:00)") from None
+    if moment.tzinfo is None:
+        raise CommandError("--now needs a timezone offset, e.g. 2025-05-01T08:00:00-04:00")
+    return moment.date()
 
 
 def cmd_monitoring(args) -> int:
@@ -345,12 +387,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except BridgeError as exc:
+    except (InvalidInput, FhirValidationError) as exc:
+        # the input's records are not valid: each bad field on its own line, exit 1
         _print_issues(exc.message, exc.issues)
-        return 1 if exc.status < 500 else 2
-    except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place errors become one line
+        print(error_line(exc), file=sys.stderr)
+        return 2
     finally:
         while _OPENED:
             _OPENED.pop().engine.dispose()
