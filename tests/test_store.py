@@ -188,6 +188,24 @@ def test_on_sqlite_a_second_writer_waits_for_the_first_and_readers_take_no_lock(
     engine.dispose()
 
 
+def test_a_write_lock_held_past_the_busy_timeout_is_a_conflict_not_a_500(tmp_path, monkeypatch):
+    """A lost race the database itself decides (SQLite locked past the busy timeout; on
+    PostgreSQL a deadlock or serialization failure) is a Conflict (409), and nothing is saved."""
+    from fhir_bridge.app import build_bridge
+    from fhir_bridge.config import load_config
+    from fhir_bridge.errors import Conflict
+    from fhir_bridge.store import database
+
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT", 0.2)
+    bridge = build_bridge(load_config({"database_url": f"sqlite:///{tmp_path / 'busy.db'}"}))
+    with bridge.engine.begin():  # another writer, still in its transaction (BEGIN IMMEDIATE)
+        with pytest.raises(Conflict) as refused:
+            bridge.store.save(load_document(P01))
+        assert refused.value.status == 409
+    assert count(bridge, t.records) == 0
+    bridge.engine.dispose()
+
+
 # --- reference rules: a patient's record names only that patient's records -----------------
 
 P06 = read_json(FIXTURES / "internal" / "p06-family-caregiver.json")

@@ -33,6 +33,10 @@ _WRITING = "fhir_bridge_writing"
 #: SQLSTATE of a unique violation (PostgreSQL), and SQLite's extended result codes for one.
 _PG_UNIQUE_VIOLATION = "23505"
 _SQLITE_UNIQUE = {"SQLITE_CONSTRAINT_PRIMARYKEY", "SQLITE_CONSTRAINT_UNIQUE"}
+#: A transaction the database gave up so that a concurrent one could go on: PostgreSQL's
+#: deadlock_detected and serialization_failure; SQLite still locked after the busy timeout.
+_PG_LOST_RACE = {"40P01", "40001"}
+_SQLITE_LOST_RACE = {"SQLITE_BUSY", "SQLITE_LOCKED"}
 
 
 def create_engine(url: str) -> sa.Engine:
@@ -81,6 +85,15 @@ def is_unique_violation(error: sa.exc.IntegrityError) -> bool:
     if getattr(orig, "sqlstate", None) == _PG_UNIQUE_VIOLATION:
         return True
     return getattr(orig, "sqlite_errorname", None) in _SQLITE_UNIQUE
+
+
+def is_lost_race(error: sa.exc.OperationalError) -> bool:
+    """Whether the database aborted this transaction in favour of a concurrent one (a deadlock,
+    a serialization failure, a lock held past the busy timeout): retrying later can succeed."""
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) in _PG_LOST_RACE:
+        return True
+    return getattr(orig, "sqlite_errorname", None) in _SQLITE_LOST_RACE
 
 
 def alembic_config() -> AlembicConfig:

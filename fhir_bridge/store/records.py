@@ -17,7 +17,7 @@ from ..mapping.engine import Mapper
 from ..model.changes import with_consequences
 from ..model.registry import Concept, concept_by_name
 from . import tables as t
-from .database import is_unique_violation
+from .database import is_lost_race, is_unique_violation
 
 
 def utcnow() -> dt.datetime:
@@ -145,6 +145,12 @@ class RecordStore:
             raise Conflict("a record of this change was saved by another request at the same "
                            "time", [Issue("id", "was taken meanwhile; read the record again "
                                                 "and retry")]) from error
+        except sa.exc.OperationalError as error:
+            if not is_lost_race(error):
+                raise
+            raise Conflict("another request changing the same records went first",
+                           [Issue("id", "read the records again and retry", "lock-error")]
+                           ) from error
 
     def _save(self, conn: sa.Connection, changes: list, create_only: set[int],
               expected_versions: dict[int, int], also, source: str) -> list[StoredRecord]:
