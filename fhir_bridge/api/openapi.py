@@ -118,6 +118,10 @@ def build_spec() -> dict:
                       **_errors("400", "404")}}})
     spec.path(path="/api/v1/documents", operations={"post": {
         "summary": "Import an internal-record document in one transaction",
+        "description": "A stored record the import would change is replaced only when its "
+                       "record in the document states the version it replaces (`version`, "
+                       "the number in its ETag); otherwise 409 names each such record and "
+                       "nothing is stored (docs/model.md, Documents).",
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"type": "object"}}}},
         "responses": {"200": {"description": "Counts saved per concept (`saved`), and "
