@@ -10,7 +10,6 @@ import time
 from collections import Counter
 
 import pytest
-import requests
 import sqlalchemy as sa
 
 from fhir_bridge.app import create_app
@@ -20,7 +19,7 @@ from fhir_bridge.store import outbox
 from fhir_bridge.store import tables as t
 from fhir_bridge.store.records import utcnow
 
-from .test_sync_durability import done_rows, drain
+from .test_sync_durability import done_rows, drain, identifiers_on
 from .test_sync_push_hapi import TYPES, local_counts, make_pusher
 
 pytestmark = pytest.mark.hapi
@@ -28,24 +27,6 @@ LEASE_SECONDS = 6
 #: Low on purpose: a resource refused twice for a dependency under the dead worker's lease
 #: would be dead-lettered well before the lease runs out.
 MAX_ATTEMPTS = 2
-
-
-def identifiers_on(base_url: str, ids: dict | None = None) -> Counter:
-    """(type, system, value) -> how many resources on the server carry it; ``ids`` collects
-    (type, remote id) -> identifier value."""
-    seen = Counter()
-    for rtype in TYPES:
-        url = f"{base_url}/{rtype}?_count=500&_elements=identifier"
-        while url:
-            page = requests.get(url, headers={"Cache-Control": "no-cache"}, timeout=60).json()
-            for entry in page.get("entry", []):
-                identifier = entry["resource"]["identifier"][0]
-                seen[(rtype, identifier["system"], identifier["value"])] += 1
-                if ids is not None:
-                    ids[(rtype, entry["resource"]["id"])] = identifier["value"]
-            url = next((link["url"] for link in page.get("link", [])
-                        if link["relation"] == "next"), None)
-    return seen
 
 
 def remembered_identifiers(engine) -> dict:

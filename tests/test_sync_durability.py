@@ -58,22 +58,26 @@ def empty_durable_hapi(durable_hapi):
     return durable_hapi
 
 
-def identifiers_on_server() -> Counter:
+def identifiers_on(base_url: str, ids: dict | None = None) -> Counter:
+    """(type, system, value) -> how many resources on the server carry it; ``ids`` collects
+    (type, remote id) -> identifier value."""
     seen = Counter()
     for rtype in TYPES:
-        url = f"{BASE}/{rtype}?_count=500&_elements=identifier"
+        url = f"{base_url}/{rtype}?_count=500&_elements=identifier"
         while url:
             page = requests.get(url, headers={"Cache-Control": "no-cache"}, timeout=60).json()
             for entry in page.get("entry", []):
                 identifier = entry["resource"]["identifier"][0]
                 seen[(rtype, identifier["system"], identifier["value"])] += 1
+                if ids is not None:
+                    ids[(rtype, entry["resource"]["id"])] = identifier["value"]
             url = next((link["url"] for link in page.get("link", [])
                         if link["relation"] == "next"), None)
     return seen
 
 
 def assert_everything_once(bridge) -> None:
-    seen = identifiers_on_server()
+    seen = identifiers_on(BASE)
     doubled = [key for key, n in seen.items() if n > 1]
     assert doubled == []
     assert Counter(key[0] for key in seen) == Counter(local_counts(bridge))

@@ -14,7 +14,8 @@ from fhir_bridge.store import outbox
 from fhir_bridge.store import tables as t
 
 from .conftest import FIXTURES, read_json
-from .test_sync_crash import identifiers_on, remembered_identifiers
+from .test_sync_crash import remembered_identifiers
+from .test_sync_durability import identifiers_on
 from .test_sync_push_hapi import local_counts, make_pusher
 
 pytestmark = pytest.mark.hapi
