@@ -455,6 +455,23 @@ def describe(runs: list[Run]) -> str:
             + (f"  ERRORS: {dict(errors)}" if errors else ""))
 
 
+def growth_table(args) -> None:
+    """``--growth``: p50/p99 of three searches at each store size (bench/search_growth.py)."""
+    from search_growth import run_growth
+
+    url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='growth-')}/bridge.db"
+    reset_database(url)
+    sizes = [int(s) for s in args.growth.split(",")]
+    backend = sa.engine.make_url(url).get_backend_name()
+    print(f"search growth on {backend}, {args.growth_requests} requests per query and size; "
+          f"{platform.python_version()}, {os.cpu_count()} CPUs")
+    rows = run_growth(url, [doc for _, doc in fixture_documents()], sizes, args.growth_requests,
+                      DEV_SECRET)
+    print("\n| stored resources | search | p50 ms | p99 ms | entries |\n|---:|---|---:|---:|---:|")
+    for size, name, p50, p99, entries in rows:
+        print(f"| {size:,} | {name} | {p50:.1f} | {p99:.1f} | {entries:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--patients", type=int, default=200)
@@ -474,7 +491,15 @@ def main() -> None:
     parser.add_argument("--no-consequences", action="store_true",
                         help="save the documents without derived records (monitoring items, "
                              "DetectedIssues, safety activities): what HAPI refuses goes")
+    parser.add_argument("--growth", default=None, metavar="SIZES",
+                        help="instead: search latency as the store grows, at these stored "
+                             "resource counts (e.g. 10000,100000; search_growth.py); no HAPI")
+    parser.add_argument("--growth-requests", type=int, default=200,
+                        help="requests per query and size for --growth")
     args = parser.parse_args()
+    if args.growth:
+        growth_table(args)
+        return
     base = args.base_url.rstrip("/")
     check_loopback(base)
     if args.database_url:

@@ -11,6 +11,7 @@ from flask import Flask
 from .audit.writes import write_listener
 from . import logs
 from .config import load_config
+from .facade.indexing import listener as search_index_listener
 from .fhir.validate import warm
 from .mapping.engine import Mapper
 from .model.changes import consequences
@@ -38,6 +39,7 @@ def build_bridge(config: dict[str, Any]) -> Bridge:
     # Inside every saving transaction: audit (or note for the request's audit) and
     # Provenance for what sync pulled in.
     store.listeners.extend([write_listener(mapper), provenance_listener()])
+    store.listeners.append(search_index_listener)  # the search-parameter index, same transaction
     # The subscription event log, numbered in the same transaction as the change.
     from .subscriptions import record_events
 
@@ -75,11 +77,30 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(records.bp)
     from .audit import http as audit_http
     from .facade import views as fhir_views
+    from .facade import writes as fhir_writes
 
     app.register_blueprint(fhir_views.bp)
+    app.register_blueprint(fhir_writes.bp)  # create, update, delete, bundles, $validate
     from .subscriptions import install as install_subscriptions
 
     install_subscriptions(app)  # /fhir/Subscription (literal rules win over /fhir/<type>)
+    from .questionnaires import install as install_questionnaires
+
+    install_questionnaires(app)  # /fhir/Questionnaire, POST /fhir/QuestionnaireResponse
+    from .bulk import install as install_bulk
+
+    install_bulk(app)  # $export, its status and files, and Group
+    from .facade import conformance as fhir_conformance
+
+    fhir_conformance.install(app)  # /fhir/StructureDefinition, /CodeSystem, /ValueSet
     audit_http.register(app)
+    if (settings.get("console") or {}).get("enabled", True):
+        from . import console
+
+        console.install(app)  # /console
+    if (settings.get("metrics") or {}).get("enabled", True):
+        from . import metrics
+
+        metrics.install(app)  # /metrics
     register_error_handlers(app)
     return app

@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from fhir_bridge.mapping.catalogs import instruments, measurement_kinds
 from fhir_bridge.mapping.valuemaps import words
 from fhir_bridge.model.medication import DOSE_UNITS, ROUTES
+from fhir_bridge.mapping.terminology import table_keys
 from fhir_bridge.model.observations import ADHERENCE_SOURCES, ADHERENCE_FINDINGS, \
-    SEVERITIES, SIDE_EFFECT_ACTIONS
+    RESOLVED_OUTCOMES, SEVERITIES, SIDE_EFFECT_ACTIONS, SIDE_EFFECT_OUTCOMES
 from fhir_bridge.model.people import DISCIPLINES, RELATIONSHIPS
 from fhir_bridge.model.plan import ACTIVITY_KINDS, COMPARATORS, TEAM_ROLES
 
@@ -118,13 +119,20 @@ def assessments(draw):
     return out
 
 
-side_effects = record(
-    {"id": ids, "patient_id": ids,
-     "effect": st.one_of(st.sampled_from(["nausea", "tremor", "headache"]), text),
-     "severity": st.sampled_from(SEVERITIES), "onset_date": iso_dates,
-     "recorded_at": date_times, "action_taken": st.sampled_from(SIDE_EFFECT_ACTIONS),
-     "reported_by": person_refs},
-    {"suspected_prescription_id": ids, "note": text})
+@st.composite
+def side_effects(draw):
+    out = draw(record(
+        {"id": ids, "patient_id": ids,
+         "effect": st.one_of(st.sampled_from(["nausea", "tremor", "headache"]), text),
+         "severity": st.sampled_from(SEVERITIES), "onset_date": iso_dates,
+         "recorded_at": date_times, "action_taken": st.sampled_from(SIDE_EFFECT_ACTIONS),
+         "reported_by": person_refs},
+        {"suspected_prescription_id": ids, "note": text}))
+    if draw(st.booleans()):  # how it turned out; a resolved one has its date
+        out["outcome"] = draw(st.sampled_from(SIDE_EFFECT_OUTCOMES))
+        if out["outcome"] in RESOLVED_OUTCOMES:
+            out["onset_date"], out["resolution_date"] = draw(ordered_pair(iso_dates))
+    return out
 
 
 @st.composite
@@ -191,6 +199,9 @@ def care_plans(draw):
                 goal["target"]["comparator"] = draw(st.sampled_from(COMPARATORS))
         if draw(st.booleans()):
             goal["due_date"] = draw(iso_dates)
+        if draw(st.booleans()):
+            goal["achievement_status"] = draw(st.sampled_from(
+                sorted(table_keys("goal-achievement"))))
         goals.append(goal)
     activities = []
     for activity_id in draw(st.lists(ids, max_size=5, unique=True)):
@@ -220,7 +231,9 @@ def care_plans(draw):
             if draw(st.booleans()):
                 activity["result_measurement_id"] = draw(ids)
             if draw(st.booleans()):
-                activity["overdue_since"] = draw(iso_dates)
+                activity["overdue_since"], until = draw(ordered_pair(iso_dates))
+                if draw(st.booleans()):
+                    activity["overdue_until"] = until
         if goal_ids and draw(st.booleans()):
             activity["goal_ids"] = draw(st.lists(st.sampled_from(goal_ids), min_size=1,
                                                  max_size=2, unique=True))
@@ -248,7 +261,7 @@ detected_issues = record(
 BY_CONCEPT = {
     "patient": patients, "practitioner": practitioners, "caregiver": caregivers,
     "diagnosis": diagnoses, "prescription": prescriptions(), "assessment": assessments(),
-    "side-effect": side_effects, "adherence": adherence_reports(),
+    "side-effect": side_effects(), "adherence": adherence_reports(),
     "measurement": measurements(), "care-team": care_teams, "care-plan": care_plans(),
     "detected-issue": detected_issues,
 }

@@ -191,10 +191,11 @@ def test_the_smart_configuration_claims_only_what_is_true(sqlite_app):
     client = sqlite_app.test_client()
     client.environ_base.pop("HTTP_AUTHORIZATION")
     doc = client.get("/.well-known/smart-configuration").json
-    assert "token_endpoint" not in doc  # the dev issuer has none; the bridge issues none
-    assert doc["grant_types_supported"] == []
+    # the dev issuer has no token endpoint; the bridge's own (Backend Services) is the one named
+    assert doc["token_endpoint"] == "http://localhost/auth/token"
+    assert doc["grant_types_supported"] == ["client_credentials"]
     assert set(doc["capabilities"]) == {"permission-v1", "permission-v2", "permission-patient",
-                                        "permission-user"}
+                                        "permission-user", "client-confidential-asymmetric"}
     assert "system/*.rs" in doc["scopes_supported"]
     assert "system/MedicationRequest.cruds" in doc["scopes_supported"]
 
@@ -204,7 +205,8 @@ def test_the_smart_configuration_points_at_a_configured_token_endpoint(tmp_path)
                                "jwks_url": "http://127.0.0.1:9/jwks",
                                "token_endpoint": "https://auth.example.test/token",
                                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
-                               "capabilities": ["client-confidential-asymmetric"]}])
+                               "capabilities": ["client-confidential-asymmetric"]}],
+                   token_server={"enabled": False})  # else the bridge's own endpoint is named
     doc = app.test_client().get("/.well-known/smart-configuration").json
     assert doc["token_endpoint"] == "https://auth.example.test/token"
     assert doc["grant_types_supported"] == ["client_credentials"]

@@ -131,12 +131,12 @@ def test_errors_are_one_line_on_stderr_and_exit_2(argv, env, says, tmp_path):
 
 
 def test_an_unexpected_error_is_one_line_naming_its_type_only(monkeypatch, capsys):
-    import fhir_bridge.cli as cli
+    import fhir_bridge.cli.documents as documents
 
     def broken(document):
         raise KeyError("Testperson 1988-04-12")
 
-    monkeypatch.setattr(cli, "map_document", broken)
+    monkeypatch.setattr(documents, "map_document", broken)
     assert main(["map", str(fixture_documents()[0])]) == 2
     err = capsys.readouterr().err
     assert err.splitlines() == ["error: unexpected error (KeyError); nothing more is shown, it "

@@ -167,7 +167,13 @@ def test_sort_by_last_updated_newest_first(ehr, store_app):
     ({"_count": "-1"}, "_count"),
     ({"status:fuzzy": "active"}, "status:fuzzy"),
     ({"_include": "CarePlan:nonsense"}, "_include"),
-    ({"patient.name": "x"}, "patient.name"),
+    ({"patient.general-practitioner.name": "x"}, "patient.general-practitioner.name"),
+    ({"patient.colour": "x"}, "patient.colour"),
+    ({"status.name": "x"}, "status.name"),
+    ({"_has:Observation:patient:colour": "x"}, "_has:Observation:patient:colour"),
+    ({"_has:Observation:patient:_has:Goal:patient:code": "x"},
+     "_has:Observation:patient:_has:Goal:patient:code"),
+    ({"date": "ap2025-13"}, "date"),
     ({"_sort": "title"}, "_sort"),
     ({"": "0"}, "(query)"),  # found by fuzzing: a nameless parameter is named "(query)"
     ({"_summary": "everything"}, "_summary"),
@@ -393,7 +399,9 @@ def test_unknown_resources_types_formats_and_writes_get_outcomes(ehr):
     assert ehr.get("CarePlan/cp-p01-plan", params={"_format": "xml"}).status_code == 406
     post = ehr.session.post(f"{ehr.base}/CarePlan", json={"resourceType": "CarePlan"},
                             timeout=30)
-    assert post.status_code == 405 and post.json()["resourceType"] == "OperationOutcome"
+    assert post.status_code == 403 and post.json()["resourceType"] == "OperationOutcome"
+    patch = ehr.session.patch(f"{ehr.base}/CarePlan/cp-p01-plan", json=[], timeout=30)
+    assert patch.status_code == 405 and patch.json()["resourceType"] == "OperationOutcome"
 
 
 # -- who sees what ---------------------------------------------------------------------------------

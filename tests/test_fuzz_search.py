@@ -138,7 +138,13 @@ def names(rtype: str, text):
     return st.one_of(
         st.builds(lambda n, m: n + m, st.sampled_from(own), st.sampled_from(MODIFIERS)),
         st.sampled_from(CONTROL),
-        st.builds(lambda n, m: n + m, st.sampled_from(own), st.sampled_from([".name", ":x.y"])),
+        st.builds(lambda n, m: n + m, st.sampled_from(own),
+                  st.sampled_from([".name", ":x.y", ".identifier", ":Patient.name",
+                                   ":Patient.family:exact", ".general-practitioner.name",
+                                   ".name:contains", "._has:Goal:patient:status", "..name"])),
+        st.builds(lambda t, r, n: f"_has:{t}:{r}:{n}", st.sampled_from(TYPES + ["Nope"]),
+                  st.sampled_from(["patient", "subject", "participant", "x", ""]),
+                  st.sampled_from(["code", "status", "_id", "_has", "name:exact", "x.y", ""])),
         text)
 
 

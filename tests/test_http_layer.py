@@ -266,7 +266,7 @@ def test_a_body_over_the_limit_with_content_length_answers_413(app, path, conten
     ("GET", "/fhir/Unicorn/1", 404),
     ("GET", "/nowhere", 404),
     ("DELETE", "/api/v1/patients/p01", 405),
-    ("DELETE", "/fhir/Patient/pt-p01", 405),
+    ("DELETE", "/fhir/Patient/pat-p01", 405),  # a patient is never deleted
 ])
 def test_routing_errors_are_operation_outcomes(loaded_app, method, path, status):
     before = snapshot(loaded_app)

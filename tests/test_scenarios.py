@@ -222,41 +222,45 @@ def test_p02_bipolar_lithium(walk):
         "dose": {"value": 400, "unit": "mg"}, "route": "oral", "frequency": 3,
         "start_date": "2025-10-22"})
     assert rules == ["interaction.lithium-nsaid"]
+    # ... and the schedule changes: a level 5-7 days after the NSAID started.
+    assert "mon-lithium-2025-10-29" in w.open_items("lithium")
     # The late level arrives: the item is completed and its Flag inactive.
     w.post("/api/v1/measurements", {"id": "p02-li4", "patient_id": "p02", "kind": "lithium",
                                     "value": 1.1, "unit": "mmol/L",
                                     "effective": "2025-10-24T08:00:00-04:00"})
     assert w.items("lithium")["mon-lithium-2025-10-20"] == ("completed", "p02-li4")
     assert w.flags()["flag-p02-plan.mon-lithium-2025-10-20"] == "inactive"
+    assert "mon-lithium-2025-10-29" in w.open_items("lithium")  # too early for the NSAID check
 
 
 def test_p03_schizophrenia_antipsychotic(walk):
     w = walk("p03-schizophrenia-antipsychotic")
 
-    def started(w):
+    def started(w):  # APA 2020 Table 1: BMI monthly at first, the rest at 4 months
         opened = w.open_items()
-        assert {"mon-bmi-2025-03-17", "mon-bmi-2025-04-14", "mon-bmi-2025-05-12",
-                "mon-glucose-2025-05-12", "mon-total-cholesterol-2025-05-12",
-                "mon-blood-pressure-2025-05-12"} <= set(opened)
+        assert {"mon-bmi-2025-03-12", "mon-glucose-2025-06-12",
+                "mon-total-cholesterol-2025-06-12", "mon-blood-pressure-2025-06-12"} \
+            <= set(opened)
 
     def week_12(w):
         for measure in ("glucose", "total-cholesterol", "blood-pressure"):
-            status, result = w.items(measure)[f"mon-{measure}-2025-05-12"]
+            status, result = w.items(measure)[f"mon-{measure}-2025-06-12"]
             assert status == "completed" and result.startswith("p03-")
+        assert w.items("glucose")["mon-glucose-2025-06-12"] == ("completed", "p03-a1c2")
         assert w.open_items("glucose") == ["mon-glucose-2026-05-05"]  # then yearly
-        assert w.open_items("total-cholesterol") == ["mon-total-cholesterol-2030-05-05"]
+        assert w.open_items("total-cholesterol") == ["mon-total-cholesterol-2026-05-05"]
 
     def lai_planned(w):
         assert w.warnings["p03-rx3"] == ["duplicate.antipsychotics"]
-        assert "mon-bmi-2025-08-04" in w.open_items("bmi")  # a draft starts no schedule
+        assert "mon-bmi-2025-06-04" in w.open_items("bmi")  # a draft starts no schedule
 
     w.run({"p03-rx1": started, "p03-bp2": week_12, "p03-rx3": lai_planned})
     w.same_as_golden()
     assert w.detected() == ["duplicate.antipsychotics"]
-    assert check_overdue(w.bridge.store, dt.date(2025, 8, 4)) == []
-    found = check_overdue(w.bridge.store, dt.date(2025, 8, 5))
-    assert [f["activity_id"] for f in found] == ["mon-bmi-2025-08-04"]
-    assert w.flags() == {"flag-p03-plan.mon-bmi-2025-08-04": "active"}
+    assert check_overdue(w.bridge.store, dt.date(2025, 6, 4)) == []
+    found = check_overdue(w.bridge.store, dt.date(2025, 6, 5))
+    assert [f["activity_id"] for f in found] == ["mon-bmi-2025-06-04"]
+    assert w.flags() == {"flag-p03-plan.mon-bmi-2025-06-04": "active"}
 
 
 def test_p04_adhd_stimulant(walk):

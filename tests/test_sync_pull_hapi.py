@@ -204,9 +204,17 @@ def test_us_core_examples_the_bridge_never_wrote_are_imported_or_reported(sqlite
     patient = sqlite_app.test_client().get("/api/v1/patients/example").json
     assert patient["name"]["family"] == "Shaw" and patient["gender"] == "female"
     reasons = {f"{r.resource_type}/{r.remote_id}": r.reason for r in rejects}
-    # PHQ-9 item codes other than item 9 are not in the verified list: said, not guessed
-    assert "PHQ9-item-example-44250-9" in reasons["Observation/PHQ9-panel-example-44249-1"]
-    assert "title: Missing data" in reasons["CarePlan/colonoscopy"]  # not a treatment plan
+    # the PHQ-9 panel comes in with its LOINC-coded items and LOINC answer codes, scored
+    assert "Observation/PHQ9-panel-example-44249-1" not in reasons
+    phq9 = [a for a in sqlite_app.test_client().get(
+        "/api/v1/assessments?patient_id=example").json["items"] if a["instrument"] == "phq-9"]
+    assert [(a["total"], a["band"]) for a in phq9] == [(12, "moderate")]
+    # not a treatment plan: no author, no period (a missing title alone would not refuse it)
+    assert "author_id: Missing data" in reasons["CarePlan/colonoscopy"]
+    assert "title" not in reasons["CarePlan/colonoscopy"]
+    # what an imported resource holds beyond the record is kept as sent and noted
+    assert any(n.startswith("Practitioner/practitioner-1: Practitioner.identifier[0]: ")
+               for n in report.notes), report.notes
 
 
 def _drop_references_outside(resource: dict, held: set[str]) -> None:

@@ -1,4 +1,10 @@
-"""Push to a real HAPI FHIR server: exactly the expected resources, never twice."""
+"""Push to a real HAPI FHIR server: exactly the expected resources, never twice.
+
+With FHIR_BRIDGE_TEST_VALIDATOR_URL set (scripts/test does), these tests push to the
+validating instance, which checks every write against US Core 7.0.0 and the bridge's own
+package and refuses an invalid one (422): what the bridge pushes must pass the validator."""
+
+import os
 
 import pytest
 import requests
@@ -10,7 +16,7 @@ from fhir_bridge.sync.client import FhirClient
 from fhir_bridge.sync.push import Pusher
 from fhir_bridge.sync.targets import BRIDGE_TAG, target_from_config
 
-from .conftest import hapi_count
+from .conftest import HAPI_URL, expunge, hapi_count
 
 pytestmark = pytest.mark.hapi
 TYPES = ("Patient", "Practitioner", "RelatedPerson", "Condition", "MedicationRequest", "Flag",
@@ -18,6 +24,21 @@ TYPES = ("Patient", "Practitioner", "RelatedPerson", "Condition", "MedicationReq
 
 
 CLIENTS: list[FhirClient] = []
+VALIDATOR_URL = os.environ.get("FHIR_BRIDGE_TEST_VALIDATOR_URL", "").rstrip("/")
+
+
+@pytest.fixture
+def hapi_url() -> str:
+    """The validating HAPI instance when there is one, else the plain test server
+    (conftest.HAPI_URL); emptied for each test."""
+    url = VALIDATOR_URL or HAPI_URL
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("neither FHIR_BRIDGE_TEST_VALIDATOR_URL nor FHIR_BRIDGE_TEST_HAPI_URL "
+                        "is set: a HAPI server must run in CI")
+        pytest.skip("HAPI not configured (scripts/hapi-server start)")
+    expunge(url)
+    return url
 
 
 @pytest.fixture(autouse=True)

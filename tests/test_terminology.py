@@ -98,7 +98,7 @@ def test_unknown_drug_gets_a_local_code_with_text_never_a_guessed_one():
     from fhir_bridge.mapping.context import Context
     from fhir_bridge.mapping.transforms import get_transform
 
-    concept = get_transform("medication").forward(("zuranolone", None), {}, Context(mapper))
+    concept = get_transform("medication").forward(("zuranolone", None, None), {}, Context(mapper))
     assert concept == {"coding": [{"system": "urn:fhir-bridge:codesystem:medication",
                                    "code": "zuranolone", "display": "zuranolone"}],
                        "text": "zuranolone"}

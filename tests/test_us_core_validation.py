@@ -106,6 +106,19 @@ def unexplained(issues: list[Issue]) -> list[Issue]:
     return [i for i in errors(issues) if i.explanation() is None]
 
 
+#: What a validator says of a definition it does not have (an extension, a code system).
+_UNKNOWN = re.compile(r"unknown|not found|could not be found|can't be validated|"
+                      r"cannot be validated|unable to", re.IGNORECASE)
+
+
+def bridge_unknowns(issues: list[Issue]) -> list[Issue]:
+    """Issues, of any severity, saying one of the bridge's own extensions or code systems is
+    unknown: with the bridge's package loaded (scripts/test) there must be none. A code of a
+    fragment system (free-text drugs and side effects no table holds) is not one of them."""
+    return [i for i in issues if "urn:fhir-bridge:" in i.message
+            and _UNKNOWN.search(i.message) and "fragment" not in i.message]
+
+
 def _report(issues: list[Issue]) -> str:
     counts = Counter((i.message_id, re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "_", i.message)[:140])
                      for i in issues)
@@ -222,16 +235,22 @@ def test_every_resource_declares_a_us_core_profile_where_one_applies():
 @pytest.mark.parametrize("path", fixture_documents(), ids=lambda p: p.stem)
 def test_fixture_output_has_no_unexplained_error(validator_url, path):
     bundle = map_document(read_json(path))
-    bad = unexplained(validate(validator_url, bundle, f"fixture:{path.stem}"))
+    issues = validate(validator_url, bundle, f"fixture:{path.stem}")
+    bad = unexplained(issues)
     assert not bad, _report(bad)
+    unknown = bridge_unknowns(issues)
+    assert not unknown, _report(unknown)
 
 
 @pytest.mark.hapi
 @pytest.mark.parametrize("kind", kind_names())
 def test_every_kind_of_record_has_no_unexplained_error(validator_url, kind):
     bundle = map_document(record_kinds()[kind])
-    bad = unexplained(validate(validator_url, bundle, kind))
+    issues = validate(validator_url, bundle, kind)
+    bad = unexplained(issues)
     assert not bad, _report(bad)
+    unknown = bridge_unknowns(issues)
+    assert not unknown, _report(unknown)
 
 
 # -- the control ----------------------------------------------------------------------------------
@@ -267,3 +286,51 @@ def test_the_validator_finds_a_real_error(validator_url):
     resource = read_json(US_CORE_EXAMPLES / "blood-pressure.json")
     resource.pop("component")
     assert unexplained(validate(validator_url, resource))
+
+
+# -- the bridge's own package ---------------------------------------------------------------------
+
+def _discontinued_prescription() -> dict:
+    """A MedicationRequest of the fixtures with the bridge's discontinuation extension and a
+    local route code."""
+    for path in fixture_documents():
+        for entry in map_document(read_json(path))["entry"]:
+            resource = entry["resource"]
+            if resource["resourceType"] == "MedicationRequest" and any(
+                    "discontinuation" in x["url"] for x in resource.get("extension", [])):
+                return copy.deepcopy(resource)
+    raise AssertionError("no fixture has a discontinued prescription")
+
+
+@pytest.mark.hapi
+def test_the_bridge_package_makes_its_extensions_and_code_systems_known(validator_url):
+    """scripts/test gives the validating server the package `fhir-bridge package build`
+    makes: an extension and local codes of the bridge are then known definitions."""
+    resource = _discontinued_prescription()
+    resource["dosageInstruction"][0]["route"] = {"coding": [{
+        "system": "urn:fhir-bridge:codesystem:route", "code": "intramuscular",
+        "display": "intramuscular"}]}
+    issues = validate(validator_url, resource)
+    assert not bridge_unknowns(issues), _report(bridge_unknowns(issues))
+    assert not unexplained(issues), _report(unexplained(issues))
+
+
+@pytest.mark.hapi
+def test_a_code_outside_a_bridge_code_system_is_an_error(validator_url):
+    """The CodeSystems are really loaded (not merely ignored): a code one of them does not
+    define fails, with the code named."""
+    resource = _discontinued_prescription()
+    resource["dosageInstruction"][0]["route"] = {"coding": [{
+        "system": "urn:fhir-bridge:codesystem:route", "code": "by-telepathy"}]}
+    bad = [i for i in errors(validate(validator_url, resource)) if "by-telepathy" in i.message]
+    assert bad, "an unknown code of a complete bridge CodeSystem passed"
+
+
+@pytest.mark.hapi
+def test_an_extension_that_breaks_its_definition_is_an_error(validator_url):
+    """The StructureDefinitions are loaded: the discontinuation extension without its date
+    fails against its definition."""
+    resource = _discontinued_prescription()
+    ext = next(x for x in resource["extension"] if "discontinuation" in x["url"])
+    ext["extension"] = [x for x in ext["extension"] if x["url"] != "date"]
+    assert errors(validate(validator_url, resource))

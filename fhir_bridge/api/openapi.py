@@ -28,18 +28,18 @@ _ERRORS = {
 }
 
 
-def _with_warnings(ref: dict, description: str) -> dict:
+def _with_warnings(description: str) -> dict:
     """A saved prescription: the record, plus ``warnings`` when the medication safety checks
     (mappings/medication-safety.yaml) found issues. Warnings never block the save."""
     return {"description": description + ". When the medication safety checks find a "
                                           "maximum-dose, duplicate-therapy or combination "
-                                          "issue, `warnings` follows the record's fields: an "
+                                          "issue, or the drug is not recognised (not "
+                                          "checked), `warnings` follows the record's fields: an "
                                           "OperationOutcome with one warning issue per finding "
                                           "(also stored as a DetectedIssue). It is not part "
                                           "of the record; do not send it back.",
-            "content": {"application/json": {"schema": {"allOf": [ref, {
-                "type": "object", "properties": {"warnings": {
-                    "$ref": "#/components/schemas/OperationOutcome"}}}]}}}}
+            "content": {"application/json": {"schema": {  # the record's fields + warnings
+                "$ref": "#/components/schemas/SavedPrescription"}}}}
 
 
 def _errors(*codes: str) -> dict:
@@ -63,7 +63,7 @@ def build_spec() -> dict:
         ok = {"description": "The record", "content": {"application/json": {"schema": ref}}}
         saved = ok
         if concept.name == "prescription":
-            saved = _with_warnings(ref, "The record")
+            saved = _with_warnings("The record")
         base = f"/api/v1/{concept.collection}"
         record_id = {"name": "record_id", "in": "path", "required": True,
                      "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9.\\-]{0,47}$"}}
@@ -93,6 +93,9 @@ def build_spec() -> dict:
                     "responses": {"200": saved,
                                   **_errors("400", "404", "409", "415", "422")}},
         })
+    record = spec.components.schemas["Prescription"]  # closed: warnings is listed here
+    spec.components.schema("SavedPrescription", {**record, "properties": {
+        **record["properties"], "warnings": {"$ref": "#/components/schemas/OperationOutcome"}}})
     for name, schema in (("DoseChange", DoseChangeSchema),
                          ("Discontinuation", DiscontinuationSchema)):
         if name not in spec.components.schemas:
@@ -103,7 +106,7 @@ def build_spec() -> dict:
         "summary": "Change the dose: a new prescription replaces this one", "parameters": [pid],
         "requestBody": {"required": True, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/DoseChange"}}}},
-        "responses": {"201": _with_warnings(rx, "The new prescription"),
+        "responses": {"201": _with_warnings("The new prescription"),
                       **_errors("400", "404", "409", "415", "422")}}})
     spec.path(path="/api/v1/prescriptions/{record_id}/discontinuation", operations={"post": {
         "summary": "Stop a prescription", "parameters": [pid],
@@ -128,6 +131,28 @@ def build_spec() -> dict:
                                              "`warnings` (an OperationOutcome) when the "
                                              "medication safety checks found issues"},
                       **_errors("400", "409", "415", "422")}}})
+    spec.path(path="/api/v1/questionnaire-responses", operations={"post": {
+        "summary": "Record an assessment sent as a FHIR QuestionnaireResponse",
+        "description": "The body is a QuestionnaireResponse (FHIR R4 JSON) answering one of the "
+                       "Questionnaires served at /fhir/Questionnaire (`questionnaire`: its url). "
+                       "It is checked against that Questionnaire (each unknown linkId, wrong "
+                       "answer type, answer not among the options, missing required item is "
+                       "one 422 issue at its path in the response), then scored and saved as "
+                       "the assessment POST /api/v1/assessments saves for the same answers "
+                       "(band, alerts, Flags, monitoring, subscriptions); the "
+                       "QuestionnaireResponse is served at /fhir/QuestionnaireResponse/qr-<id>. "
+                       "The assessment's id is the response's `id` when it is a valid record "
+                       "id, else a new one. Needs a scope that grants create on "
+                       "QuestionnaireResponse (docs/model.md, The questionnaire path).",
+        "parameters": [{"name": "Idempotency-Key", "in": "header",
+                        "schema": {"type": "string", "maxLength": 200}}],
+        "requestBody": {"required": True, "content": {"application/fhir+json": {
+            "schema": {"type": "object", "required": ["resourceType", "questionnaire"],
+                       "properties": {"resourceType": {"type": "string",
+                                                       "enum": ["QuestionnaireResponse"]}}}}}},
+        "responses": {"201": {"description": "The assessment record", "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Assessment"}}}},
+            **_errors("400", "409", "415", "422")}}})
     spec.path(path="/healthz", operations={"get": {"summary": "Liveness and database check",
                                                    "responses": {"200": {"description": "OK"}}}})
     return spec.to_dict()

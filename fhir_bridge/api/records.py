@@ -66,13 +66,13 @@ def _record_response(concept: Concept, stored: StoredRecord, status: int = 200,
     body = concept.dump(stored.data)
     # Only a prescription carries warnings (a DetectedIssue naming prescription "x" is not
     # about a record "x" of another concept).
-    found = _detected_issues(saved or [], stored.id) if concept.name == "prescription" else []
+    found = detected_issues(saved or [], stored.id) if concept.name == "prescription" else []
     if found:
         body["warnings"] = safety_warnings(found, _bridge().mapper)
     return _json(status, body, headers)
 
 
-def _detected_issues(saved: list[StoredRecord], prescription_id: str | None = None
+def detected_issues(saved: list[StoredRecord], prescription_id: str | None = None
                      ) -> list[dict]:
     """The DetectedIssues a save wrote (or found unchanged), about one prescription or all."""
     return [s.data for s in saved if s.concept == "detected-issue"
@@ -361,7 +361,7 @@ def _refuse_silent_replacements(document: dict, pairs: list[tuple[Concept, dict]
 
 def _document_answer(saved: list[StoredRecord]) -> dict:
     answer: dict[str, Any] = {"saved": _summary(saved)}
-    found = _detected_issues(saved)
+    found = detected_issues(saved)
     if found:
         answer["warnings"] = safety_warnings(found, _bridge().mapper)
     return answer

@@ -31,6 +31,11 @@ ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 RESTFUL_SUBTYPES = {"read", "vread", "update", "patch", "delete", "history", "history-instance",
                     "history-type", "history-system", "create", "search", "search-type",
                     "search-system", "capabilities", "transaction", "batch", "operation"}
+#: The bridge's own activities: local codes (the conformance package's audit-subtype CodeSystem).
+LOCAL_SUBTYPES = {"sync-push": "Sync push", "sync-pull": "Sync pull", "import": "Import",
+                  "notify": "Subscription notification",
+                  "sync-retry": "Dead-lettered outbox rows put back in the queue by an operator",
+                  "sync-resolve": "Sync conflict resolved by an operator"}
 ACTIONS = {"C", "R", "U", "D", "E"}
 OUTCOMES = {"0", "4", "8", "12"}
 
@@ -55,6 +60,8 @@ class AuditEntry:
     def __post_init__(self) -> None:
         if self.action not in ACTIONS or self.outcome not in OUTCOMES:
             raise ValueError(f"bad audit action/outcome {self.action}/{self.outcome}")
+        if self.subtype not in RESTFUL_SUBTYPES and self.subtype not in LOCAL_SUBTYPES:
+            raise ValueError(f"bad audit subtype {self.subtype}")
 
 
 def to_fhir(entry: AuditEntry, event_id: str, recorded: dt.datetime) -> dict:
@@ -91,7 +98,9 @@ def to_fhir(entry: AuditEntry, event_id: str, recorded: dt.datetime) -> dict:
         "type": ({"system": AUDIT_TYPE, "code": "rest", "display": "Restful Operation"}
                  if entry.kind == "rest" else
                  {"system": DCM, "code": "110106", "display": "Export"}),
-        "subtype": [{"system": subtype_system, "code": entry.subtype}],
+        "subtype": [{"system": subtype_system, "code": entry.subtype,
+                     **({"display": LOCAL_SUBTYPES[entry.subtype]}
+                        if entry.subtype in LOCAL_SUBTYPES else {})}],
         "action": entry.action,
         "recorded": recorded.isoformat(timespec="milliseconds"),
         "outcome": entry.outcome,

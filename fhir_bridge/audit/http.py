@@ -47,10 +47,12 @@ def _action() -> tuple[str, str]:
     if endpoint in _FHIR_SUBTYPES:
         subtype = _FHIR_SUBTYPES[endpoint]
         return ("E" if subtype.startswith("search") else "R"), subtype
+    if request.path.startswith("/fhir") and "$" in request.path:
+        return "E", "operation"  # $validate (POST) stores nothing
+    if endpoint == "fhir_writes.bundle":  # the view notes which kind of Bundle it was
+        return "E", "batch" if g.get("fhir_bundle_type") == "batch" else "transaction"
     if request.method in _METHOD:
         return _METHOD[request.method]
-    if request.path.startswith("/fhir") and "$" in request.path:
-        return "E", "operation"
     view_args = request.view_args or {}
     if "record_id" in view_args or "resource_id" in view_args:
         return "R", "read"

@@ -94,13 +94,27 @@ def patient_record_id(fhir_patient_id: str) -> str | None:
 
 
 def install(app: Flask, settings: Mapping[str, Any]) -> None:
-    """Register the hook and the SMART discovery document (called by create_app)."""
-    from . import smart
+    """Register the hook, the SMART discovery document and the token endpoint (called by
+    create_app). The token endpoint's tokens are trusted like those of a configured issuer."""
+    from . import smart, token_endpoint
+    from .signing import load_signing_key
+    from .token_server import server_from_config
 
     auth = dict(settings.get("auth") or {})
     enabled = auth.get("enabled", True) is not False  # off only when explicitly false
     if not enabled:
         log.warning("auth.enabled is false: every request is allowed without a token")
-    app.extensions[EXTENSION] = AuthState(enabled, verifier_from_config(auth), auth)
+    verifier = verifier_from_config(auth)
+    server_settings = auth.get("token_server") or {}
+    if enabled and server_settings.get("enabled", True) is not False:
+        try:
+            server = server_from_config(settings, load_signing_key(server_settings))
+        except (ValueError, OSError) as exc:
+            log.warning("token endpoint off: %s", exc)
+        else:
+            verifier.trust(server.trusted_issuer())
+            app.extensions[token_endpoint.EXTENSION] = server
+    app.extensions[EXTENSION] = AuthState(enabled, verifier, auth)
     app.before_request(authenticate)
     app.register_blueprint(smart.bp)
+    app.register_blueprint(token_endpoint.bp)

@@ -155,9 +155,17 @@ class Issuer:
 class TokenVerifier:
     """Verifies tokens against a fixed set of issuers; ``verify`` returns the claims."""
 
-    def __init__(self, issuers: list[Issuer], leeway: float = 30):
+    def __init__(self, issuers: list[Issuer], leeway: float = 30,
+                 left_out: Mapping[str, str] | None = None):
         self.issuers = {i.issuer: i for i in issuers}
         self.leeway = leeway
+        #: configured issuers that could not be used, with why: a token of one is refused
+        #: with that reason (not only in the log)
+        self.left_out = dict(left_out or {})
+
+    def trust(self, issuer: Issuer) -> None:
+        """Accept one more issuer's tokens (the bridge's own token endpoint)."""
+        self.issuers[issuer.issuer] = issuer
 
     def verify(self, token: str) -> dict[str, Any]:
         try:
@@ -168,6 +176,11 @@ class TokenVerifier:
         issuer = self.issuers.get(unverified.get("iss")) \
             if isinstance(unverified.get("iss"), str) else None
         if issuer is None:
+            why = self.left_out.get(unverified.get("iss")) \
+                if isinstance(unverified.get("iss"), str) else None
+            if why:
+                raise Unauthorized(f"the token's issuer is configured but not usable on this "
+                                   f"server: {why}")
             raise Unauthorized("the token's issuer is not trusted")
         alg = header.get("alg")
         if alg not in issuer.keys.algorithms:
@@ -207,6 +220,22 @@ def _read_file(path: str) -> Callable[[], Any]:
     return read
 
 
+def jwks_keys(entry: Mapping[str, Any], settings: Mapping[str, Any]) -> JwksKeys:
+    """The keys an entry's ``jwks`` (a JWK Set inline), ``jwks_file`` (read now: unreadable or
+    not a JWKS is a ValueError/OSError) or ``jwks_url`` (fetched when first needed, cached
+    ``jwks_cache_seconds``) name; used for issuers and for the token endpoint's clients."""
+    if entry.get("jwks_url"):
+        return JwksKeys(_fetch_url(entry["jwks_url"]), float(settings.get("jwks_cache_seconds",
+                                                                          300)),
+                        float(settings.get("jwks_refetch_seconds", REFETCH_INTERVAL)))
+    if entry.get("jwks_file"):
+        _keys_from_jwks(_read_file(entry["jwks_file"])())
+        return JwksKeys(_read_file(entry["jwks_file"]), None)
+    doc = entry.get("jwks")
+    _keys_from_jwks(doc)
+    return JwksKeys(lambda: doc, None)
+
+
 def issuer_from_config(entry: Mapping[str, Any], settings: Mapping[str, Any],
                        environ: Mapping[str, str]) -> Issuer:
     """One issuer; ValueError when it cannot be used."""
@@ -216,13 +245,8 @@ def issuer_from_config(entry: Mapping[str, Any], settings: Mapping[str, Any],
     sources = [k for k in ("jwks_url", "jwks_file", "secret_env") if entry.get(k)]
     if len(sources) != 1:
         raise ValueError(f"issuer {iss}: give exactly one of jwks_url, jwks_file, secret_env")
-    if entry.get("jwks_url"):
-        ttl = float(settings.get("jwks_cache_seconds", 300))
-        keys: KeySource = JwksKeys(_fetch_url(entry["jwks_url"]), ttl,
-                                   float(settings.get("jwks_refetch_seconds", REFETCH_INTERVAL)))
-    elif entry.get("jwks_file"):
-        _keys_from_jwks(_read_file(entry["jwks_file"])())  # unreadable or not a JWKS: left out
-        keys = JwksKeys(_read_file(entry["jwks_file"]), None)
+    if entry.get("jwks_url") or entry.get("jwks_file"):
+        keys: KeySource = jwks_keys(entry, settings)
     else:
         secret = environ.get(entry["secret_env"])
         if not secret:
@@ -236,12 +260,14 @@ def verifier_from_config(settings: Mapping[str, Any],
                          environ: Mapping[str, str] | None = None) -> TokenVerifier:
     """The verifier of config ``auth``; unusable issuers are left out with a warning."""
     environ = os.environ if environ is None else environ
-    issuers = []
+    issuers, left_out = [], {}
     for entry in settings.get("issuers") or []:
         try:
             issuers.append(issuer_from_config(entry, settings, environ))
         except (ValueError, OSError) as exc:
             log.warning("auth issuer left out: %s", exc)
+            if isinstance(entry, Mapping) and isinstance(entry.get("issuer"), str):
+                left_out[entry["issuer"]] = str(exc)
     if not issuers:
         log.warning("no usable token issuer: every protected request will be refused (401)")
-    return TokenVerifier(issuers, float(settings.get("leeway_seconds", 30)))
+    return TokenVerifier(issuers, float(settings.get("leeway_seconds", 30)), left_out)

@@ -1,6 +1,6 @@
 """Drug classes as data (``mappings/drug-classes.yaml``): which drugs a class holds, keyed by
-what a prescription's ``drug`` holds (a terminology key, or the drug's text for drugs no table
-holds)."""
+the ingredient key a prescription's ``drug`` holds (recognised by ``mapping/drugs.py``: a key
+of ``terminology/rxnorm-drugs.csv`` or ``terminology/drugs/ingredients.csv``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import yaml
 
-from ..mapping.terminology import local_code
+from ..mapping import drugs as recognition
 from ..mapping.valuemaps import MAPPINGS_DIR
 
 
@@ -21,8 +21,14 @@ def classes(directory: Path = MAPPINGS_DIR) -> dict[str, dict[str, Any]]:
 
 
 def drug_key(drug: str) -> str:
-    """The key a drug is listed under: "Lurasidone" and "lurasidone" are the same drug."""
-    return local_code(drug)
+    """The key a drug is listed under: "Lurasidone", "lurasidone" and "Latuda 40 mg tablet"
+    are the same drug (also for records stored before names were recognised)."""
+    return recognition.key_of(drug)
+
+
+def recognised(drug: str) -> bool:
+    """Whether the rules know the drug (an unknown one is not checked)."""
+    return recognition.known(drug_key(drug))
 
 
 def members(side: str | Iterable[str]) -> frozenset[str]:

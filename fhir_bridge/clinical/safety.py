@@ -1,7 +1,8 @@
 """Medication safety checks (``mappings/medication-safety.yaml``): maximum daily dose,
-duplicate therapy within a class, and dangerous combinations. Each finding becomes a
-DetectedIssue record; the API returns them as OperationOutcome warnings. They never block a
-save: the prescriber decides."""
+duplicate therapy within a class, and dangerous combinations; a drug the bridge does not
+recognise is not checked, and that is a finding too. Each finding becomes a DetectedIssue
+record; the API returns them as OperationOutcome warnings. They never block a save: the
+prescriber decides."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ from typing import Any
 
 import yaml
 
+from ..mapping.drugs import UNKNOWN_DRUG_NOTE
 from ..mapping.valuemaps import MAPPINGS_DIR
-from .drugs import class_text, drug_key, members
+from .drugs import class_text, drug_key, members, recognised
 from .monitoring import derived_id
 
 #: Prescriptions that count as taken now or soon (a draft is a planned prescription).
@@ -61,6 +63,11 @@ def check(prescription: dict, others: list[dict]) -> list[Finding]:
     config = rules()
     drug = drug_key(prescription["drug"])
     pid = prescription["id"]
+    if not recognised(drug):
+        unknown = config["unknown_drug"]
+        return [Finding("unchecked.unknown-drug", unknown["severity"], UNKNOWN_DRUG_NOTE,
+                        f"{prescription['drug']} ({pid}) is not a drug the bridge recognises: "
+                        f"{UNKNOWN_DRUG_NOTE}", unknown["source"], (pid,))]
     current = [p for p in others if p["id"] != pid and p["status"] in CHECKED_STATUSES
                and p["id"] != prescription.get("prior_prescription_id")]
     findings: list[Finding] = []

@@ -20,9 +20,11 @@ CORS_PATHS = ("/fhir", "/.well-known/smart-configuration")
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
 ALLOWED_REQUEST_HEADERS = ("authorization", "accept", "content-type", "if-match",
                            "if-none-match", "if-modified-since", "prefer", "x-request-id")
-EXPOSED = "ETag, Location, Content-Location, Last-Modified, WWW-Authenticate"
+EXPOSED = ("ETag, Location, Content-Location, Last-Modified, WWW-Authenticate, "
+           "X-FHIR-Outcome")  # a write's OperationOutcome (writes.py)
 #: Routes that only exist to refuse (the read-only types' writes): not part of Allow.
-REFUSING_ENDPOINTS = frozenset({"fhir.not_writable", "fhir.unknown_operation"})
+REFUSING_ENDPOINTS = frozenset({"fhir.not_writable", "fhir.unknown_operation",
+                                "fhir_conformance.not_writable"})
 
 
 def _under(path: str, prefixes: Iterable[str]) -> bool:

@@ -8,6 +8,7 @@ import datetime as dt
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterator
 
 from .parameters import SearchParameter
@@ -22,7 +23,11 @@ _DATE = re.compile(
 #: A dateTime whose offset's "+" arrived as a space (an unencoded "+" in a query string).
 _SPACED_OFFSET = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) "
                             r"(\d{2}:\d{2})$")
-DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb")
+DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+#: ``ap``: the value's range widened by this share of the time between it and now (FHIR R4
+#: search.html#prefix leaves the amount to the server; 10% is what it suggests).
+APPROXIMATE = 0.1
+_STEP = re.compile(r"([A-Za-z_]+)(?:\(([^)]*)\))?(?:\.|$)")
 
 
 @dataclass(frozen=True)
@@ -37,15 +42,31 @@ class Criterion:
 
 # -- reading values --------------------------------------------------------------------------
 
+@lru_cache(maxsize=None)
+def steps(path: str) -> tuple[tuple[str, str | None], ...]:
+    """``extension(http://x/y).valueDateTime`` -> (("extension", "http://x/y"),
+    ("valueDateTime", None)): a step with a url in brackets keeps the items with that url."""
+    out, at = [], 0
+    while at < len(path):
+        found = _STEP.match(path, at)
+        if found is None:
+            raise ValueError(f"bad search path {path!r}")
+        out.append((found.group(1), found.group(2)))
+        at = found.end()
+    return tuple(out)
+
+
 def values(resource: dict, path: str) -> Iterator[Any]:
     """Every value at a dotted path, walking into lists at each step."""
     nodes: list[Any] = [resource]
-    for step in path.split("."):
+    for step, url in steps(path):
         nxt: list[Any] = []
         for node in nodes:
             if isinstance(node, dict) and step in node:
                 value = node[step]
                 nxt.extend(value if isinstance(value, list) else [value])
+        if url is not None:
+            nxt = [n for n in nxt if isinstance(n, dict) and n.get("url") == url]
         nodes = nxt
     yield from nodes
 
@@ -123,7 +144,24 @@ def date_matches(prefix: str, lo: dt.datetime, hi: dt.datetime,
         return t_lo >= hi
     if prefix == "eb":
         return t_hi <= lo
+    if prefix == "ap":
+        return _overlaps(approximate(lo, hi, dt.datetime.now(UTC)), target)
     raise ValueError(prefix)
+
+
+def approximate(lo: dt.datetime, hi: dt.datetime,
+                now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
+    """[lo, hi) widened on both sides by APPROXIMATE of the time from it to now."""
+    gap = max(abs(now - lo), abs(now - hi)) * APPROXIMATE
+    try:
+        return lo - gap, hi + gap
+    except OverflowError:
+        return MIN, MAX
+
+
+def _overlaps(value: tuple[dt.datetime, dt.datetime],
+              target: tuple[dt.datetime, dt.datetime]) -> bool:
+    return value[0] < target[1] and target[0] < value[1]
 
 
 # -- tokens, references, strings ---------------------------------------------------------------
@@ -213,6 +251,9 @@ def matches(resource: dict, criterion: Criterion) -> bool:
         ranges = [r for r in (value_range(v) for v in found) if r is not None]
         return any(date_matches(prefix, lo, hi, r)
                    for prefix, lo, hi in criterion.values for r in ranges)
+    if param.type == "uri":
+        uris = {u for v in found if isinstance(v, str) for u in (v, v.split("|", 1)[0])}
+        return any(u in uris for u in criterion.values)
     if param.type == "string":
         texts = [fold(s) for v in found for s in strings(v)]
         if modifier == "exact":

@@ -11,13 +11,13 @@ import yaml
 from .. import PROJECT_ROOT
 
 PARAMETERS_FILE = PROJECT_ROOT / "mappings" / "search-parameters.yaml"
-TYPES = ("token", "reference", "date", "string")
+TYPES = ("token", "reference", "date", "string", "uri")
 
 
 @dataclass(frozen=True)
 class SearchParameter:
     name: str
-    type: str  # token | reference | date | string
+    type: str  # token | reference | date | string | uri
     paths: tuple[str, ...]
     targets: tuple[str, ...] = ()
     doc: str = ""
@@ -30,6 +30,7 @@ class ResourceSearch:
     resource_type: str
     in_patient_compartment: bool
     params: dict[str, SearchParameter]
+    combinations: tuple[tuple[str, ...], ...] = ()  # declared in the CapabilityStatement
 
     def reference_params(self) -> dict[str, SearchParameter]:
         return {n: p for n, p in self.params.items() if p.type == "reference"}
@@ -43,7 +44,12 @@ def load(path: Path = PARAMETERS_FILE) -> dict[str, ResourceSearch]:
     for rtype, spec in doc["types"].items():
         params = dict(common)
         params.update({name: _param(name, p) for name, p in spec.get("params", {}).items()})
-        out[rtype] = ResourceSearch(rtype, spec.get("compartment") == "patient", params)
+        combinations = tuple(tuple(c) for c in spec.get("combinations", ()))
+        unknown = {n for c in combinations for n in c} - set(params)
+        if unknown:
+            raise ValueError(f"{rtype}: combinations name unknown parameters {sorted(unknown)}")
+        out[rtype] = ResourceSearch(rtype, spec.get("compartment") == "patient", params,
+                                    combinations)
     return out
 
 

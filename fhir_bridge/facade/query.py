@@ -14,8 +14,9 @@ from urllib.parse import parse_qsl
 
 from ..errors import BadRequest, Issue
 from . import negotiate, parameters
+from .criteria import Refused, criterion
 from .elements import SUMMARY_MODES, Subset, parse_elements
-from .match import DATE_PREFIXES, Criterion, date_range, fold, matches, restore_plus
+from .match import Criterion, matches
 from .parameters import ResourceSearch, SearchParameter
 from .sorting import SORTABLE_TYPES, SQL_KEYS
 
@@ -24,7 +25,6 @@ MAX_COUNT = 500  # a larger _count is capped to this (the Bundle's links say so)
 MAX_OFFSET = 100_000
 TOTALS = ("none", "estimate", "accurate")  # the total is always counted exactly
 TOTAL_METHODS = ("count", "estimate")
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -41,10 +41,35 @@ class Include:
         return f"{text}:{self.target_type}" if self.target_type else text
 
 
+@dataclass(frozen=True)
+class Chain:
+    """``patient.identifier=X`` / ``subject:Patient.name=Y``: the reference parameter, the
+    type it must point at, and the criterion on that type (one level deep)."""
+
+    name: str
+    param: SearchParameter
+    target_type: str
+    inner: Criterion
+
+
+@dataclass(frozen=True)
+class Has:
+    """``_has:Observation:patient:code=X``: resources that an Observation matching the inner
+    criterion points at through its ``patient`` parameter."""
+
+    name: str
+    source_type: str
+    param: SearchParameter
+    inner: Criterion
+
+
 @dataclass
 class Search:
     resource_type: str
     criteria: list[Criterion] = field(default_factory=list)
+    chains: list[Chain] = field(default_factory=list)
+    has: list[Has] = field(default_factory=list)
+    compartment: str | None = None  # Patient/{id}/{type}: the Patient's FHIR id
     includes: list[Include] = field(default_factory=list)
     revincludes: list[Include] = field(default_factory=list)
     count: int = DEFAULT_COUNT
@@ -77,7 +102,7 @@ def parse_search(resource_type: str, args: Iterable[tuple[str, str]]) -> Search:
     for name, value in args:
         try:
             _apply(spec, search, name, value)
-        except _Refused as exc:  # a parameter without a name is "(query)", as api.screen says
+        except Refused as exc:  # a parameter without a name is "(query)", as api.screen says
             issues.append(Issue(name or "(query)", str(exc), exc.code))
     if search.subset.summary and search.subset.elements:
         issues.append(Issue("_elements", "use _summary or _elements, not both"))
@@ -96,13 +121,11 @@ def parse_criteria(criteria: str) -> Search:
             or search.summary_count):
         raise BadRequest("criteria take filters only", [Issue(
             "criteria", "_include, _revinclude, _sort, _summary and _elements do not apply")])
+    if search.chains or search.has:
+        raise BadRequest("criteria cannot chain", [Issue(
+            "criteria", "chained parameters and _has are served by search only",
+            "not-supported")])
     return search
-
-
-class _Refused(Exception):
-    def __init__(self, message: str, code: str = "invalid"):
-        super().__init__(message)
-        self.code = code
 
 
 def _apply(spec: ResourceSearch, search: Search, name: str, value: str) -> None:
@@ -116,16 +139,16 @@ def _apply(spec: ResourceSearch, search: Search, name: str, value: str) -> None:
     if base == "_sort":
         search.sort = [_sort_key(spec, part) for part in value.split(",")]
         if len({key for key, _ in search.sort}) < len(search.sort):
-            raise _Refused("names a key twice")
+            raise Refused("names a key twice")
     elif base in ("_include", "_revinclude"):
         if modifier not in ("", "iterate"):
-            raise _Refused(f"unsupported modifier :{modifier}", "not-supported")
+            raise Refused(f"unsupported modifier :{modifier}", "not-supported")
         include = _include(value, modifier == "iterate", reverse=base == "_revinclude",
                            searched=spec.resource_type)
         (search.revincludes if base == "_revinclude" else search.includes).append(include)
     elif base == "_summary":
         if value not in SUMMARY_MODES:
-            raise _Refused(f"_summary is one of {', '.join(SUMMARY_MODES)}")
+            raise Refused(f"_summary is one of {', '.join(SUMMARY_MODES)}")
         search.summary_count = value == "count"
         search.subset = Subset(summary=value if value in ("true", "text", "data") else None,
                                elements=search.subset.elements)
@@ -134,32 +157,34 @@ def _apply(spec: ResourceSearch, search: Search, name: str, value: str) -> None:
             named = parse_elements(value, spec.resource_type,
                                    lambda t: parameters.for_type(t) is not None)
         except ValueError as exc:
-            raise _Refused(str(exc)) from None
+            raise Refused(str(exc)) from None
         search.subset = Subset(search.subset.summary, (*search.subset.elements, *named))
     elif base == "_total":
         if value not in TOTALS:
-            raise _Refused(f"_total is {', '.join(TOTALS)}")
+            raise Refused(f"_total is {', '.join(TOTALS)}")
     elif base == "_totalMethod":  # not FHIR: Aidbox's, sent by fhirpy's count()
         if value not in TOTAL_METHODS:
-            raise _Refused(f"_totalMethod is {' or '.join(TOTAL_METHODS)} (the total is "
+            raise Refused(f"_totalMethod is {' or '.join(TOTAL_METHODS)} (the total is "
                            "always exact; FHIR's own parameter is _total)")
     elif base == "_pretty":
         if value not in negotiate.PRETTY:
-            raise _Refused("must be true or false")
+            raise Refused("must be true or false")
     elif base == "_format":
         if negotiate.from_format(value) is None:
-            raise _Refused("only JSON is served", "not-supported")
+            raise Refused("only JSON is served", "not-supported")
         return
+    elif base == "_has":
+        search.has.append(_has(spec, name, modifier, value))
+    elif "." in name:
+        search.chains.append(_chain(spec, name, value))
     elif base.startswith("_") and base not in spec.params:
-        raise _Refused(f"{base} is not supported", "not-supported")
-    elif "." in base:
-        raise _Refused("chained parameters are not supported", "not-supported")
+        raise Refused(f"{base} is not supported", "not-supported")
     else:
         param = spec.params.get(base)
         if param is None:
-            raise _Refused(f"{spec.resource_type} has no search parameter {base!r}",
+            raise Refused(f"{spec.resource_type} has no search parameter {base!r}",
                            "not-supported")
-        search.criteria.append(_criterion(param, modifier or None, value))
+        search.criteria.append(criterion(param, modifier or None, value))
     search.canonical.append((name, value))
 
 
@@ -170,7 +195,7 @@ def page_args(count: str | None, offset: str | None) -> tuple[int, int, list[Iss
                                        ("_offset", offset, 0, MAX_OFFSET)):
         try:
             out.append(default if value is None else _int(value, 0, high))
-        except _Refused as exc:
+        except Refused as exc:
             issues.append(Issue(name, str(exc)))
             out.append(default)
     return min(out[0], MAX_COUNT), out[1], issues
@@ -184,7 +209,7 @@ def _int(value: str, low: int, high: int | None) -> int:
     else:
         number = int(value) if len(value) <= 18 else 10**18
     if number is None or number < low or (high is not None and number > high):
-        raise _Refused(f"must be a whole number from {low} to {high}" if high is not None
+        raise Refused(f"must be a whole number from {low} to {high}" if high is not None
                        else f"must be a whole number, at least {low}")
     return number
 
@@ -200,7 +225,7 @@ def _sort_key(spec: ResourceSearch, part: str) -> tuple[str, bool]:
     descending = part.startswith("-")
     key = part[1:] if descending else part
     if key not in sort_keys(spec):
-        raise _Refused(f"{spec.resource_type} can be sorted by {', '.join(sort_keys(spec))}",
+        raise Refused(f"{spec.resource_type} can be sorted by {', '.join(sort_keys(spec))}",
                        "not-supported")
     return key, descending
 
@@ -208,104 +233,76 @@ def _sort_key(spec: ResourceSearch, part: str) -> tuple[str, bool]:
 def _include(value: str, iterate: bool, reverse: bool, searched: str) -> Include:
     parts = value.split(":")
     if len(parts) not in (2, 3):
-        raise _Refused("is written Type:parameter or Type:parameter:Target")
+        raise Refused("is written Type:parameter or Type:parameter:Target")
     source = parameters.for_type(parts[0])
     if source is None:
-        raise _Refused(f"{parts[0]} is not a supported resource type", "not-supported")
+        raise Refused(f"{parts[0]} is not a supported resource type", "not-supported")
     if parts[1] == "*":
-        raise _Refused("wildcard includes are not supported; name the parameter",
+        raise Refused("wildcard includes are not supported; name the parameter",
                        "not-supported")
     param = source.reference_params().get(parts[1])
     if param is None:
-        raise _Refused(f"{parts[0]} has no reference parameter {parts[1]!r}", "not-supported")
+        raise Refused(f"{parts[0]} has no reference parameter {parts[1]!r}", "not-supported")
     target = parts[2] if len(parts) == 3 else None
     if target is not None and param.targets and target not in param.targets:
-        raise _Refused(f"{parts[0]}:{parts[1]} does not point at {target}")
+        raise Refused(f"{parts[0]}:{parts[1]} does not point at {target}")
     if not iterate and not reverse and parts[0] != searched:
-        raise _Refused(f"_include must start with {searched} (or use _include:iterate)")
+        raise Refused(f"_include must start with {searched} (or use _include:iterate)")
     return Include(parts[0], param, target, iterate)
 
 
-def split_values(value: str) -> list[str]:
-    """Comma-separated alternatives; '\\,' is a literal comma."""
-    out, current, escaped = [], [], False
-    for char in value:
-        if escaped:
-            current.append(char)
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == ",":
-            out.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    out.append("".join(current))
-    return out
-
-
-def _criterion(param: SearchParameter, modifier: str | None, value: str) -> Criterion:
-    if modifier == "missing":
-        if value not in ("true", "false"):
-            raise _Refused(":missing takes true or false")
-        return Criterion(param, modifier, (value == "true",))
-    alternatives = split_values(value)
-    if any(a == "" for a in alternatives):
-        raise _Refused("has an empty value")
-    if param.type == "token":
-        if modifier not in (None, "not", "text"):
-            raise _Refused(f"token parameters take :not, :text or :missing, not :{modifier}",
-                           "not-supported")
-        return Criterion(param, modifier, tuple(_token(a) for a in alternatives))
-    if param.type == "reference":
-        type_modifier = modifier
-        if modifier is not None and (not modifier[:1].isupper()
-                                     or (param.targets and modifier not in param.targets)):
-            raise _Refused(f":{modifier} is not a resource type this parameter points at",
-                           "not-supported")
-        return Criterion(param, None, tuple(_reference(param, type_modifier, a)
-                                            for a in alternatives))
-    if param.type == "date":
-        if modifier is not None:
-            raise _Refused(f"date parameters take no :{modifier}", "not-supported")
-        return Criterion(param, None, tuple(_date(a) for a in alternatives))
-    if modifier not in (None, "exact", "contains"):
-        raise _Refused(f"string parameters take :exact or :contains, not :{modifier}",
+def _linked_param(spec: ResourceSearch, name: str) -> SearchParameter:
+    param = spec.params.get(name)
+    if param is None:
+        raise Refused(f"{spec.resource_type} has no search parameter {name!r}",
                        "not-supported")
-    return Criterion(param, modifier,
-                     tuple(a if modifier == "exact" else fold(a) for a in alternatives))
+    if name.startswith("_") and name != "_id":
+        raise Refused(f"{name} cannot be chained", "not-supported")
+    return param
 
 
-def _token(value: str) -> tuple[str | None, str | None]:
-    if "|" not in value:
-        return None, value
-    system, code = value.split("|", 1)
-    return system, (code or None)
+def _chain(spec: ResourceSearch, name: str, value: str) -> Chain:
+    """``ref[:Type].param[:modifier]``, one level deep."""
+    head, _, rest = name.partition(".")
+    ref_name, _, type_modifier = head.partition(":")
+    ref = spec.params.get(ref_name)
+    if ref is None or ref.type != "reference":
+        raise Refused(f"{ref_name!r} is not a reference parameter of {spec.resource_type}; "
+                       "only references chain", "not-supported")
+    target = type_modifier or (ref.targets[0] if len(ref.targets) == 1 else None)
+    if target is None:
+        raise Refused(f"{ref_name} points at {', '.join(ref.targets) or 'any type'}: name "
+                       f"one, as {ref_name}:Type.parameter")
+    if ref.targets and target not in ref.targets:
+        raise Refused(f"{ref_name} does not point at {target}")
+    target_spec = parameters.for_type(target)
+    if target_spec is None:
+        raise Refused(f"{target} is not served here", "not-supported")
+    inner_name, _, inner_modifier = rest.partition(":")
+    if "." in rest or inner_name == "_has":
+        raise Refused("chains go one level deep (Type?reference.parameter=value)",
+                       "not-supported")
+    inner = criterion(_linked_param(target_spec, inner_name), inner_modifier or None, value)
+    return Chain(name, ref, target, inner)
 
 
-def _reference(param: SearchParameter, type_modifier: str | None,
-               value: str) -> tuple[str | None, str]:
-    parts = value.rstrip("/").split("/")
-    if len(parts) >= 2:
-        rtype, rid = parts[-2], parts[-1]
-        if not rtype[:1].isupper():
-            raise _Refused(f"{value!r} is not Type/id or an id")
-        if param.targets and rtype not in param.targets:
-            raise _Refused(f"points at {', '.join(param.targets)}, not {rtype}")
-        if type_modifier and rtype != type_modifier:
-            raise _Refused(f"{value!r} is not a {type_modifier}")
-    else:
-        rid = parts[0]
-        rtype = type_modifier or (param.targets[0] if len(param.targets) == 1 else None)
-    if not _ID.match(rid):
-        raise _Refused(f"{rid!r} is not a valid id")
-    return rtype, rid
-
-
-def _date(value: str):
-    prefix = value[:2] if value[:2] in DATE_PREFIXES else "eq"
-    text = restore_plus(value[2:] if value[:2] in DATE_PREFIXES else value)
-    bounds = date_range(text)
-    if bounds is None:
-        raise _Refused(f"{value!r} is not a FHIR date, dateTime or instant")
-    return prefix, bounds[0], bounds[1]
+def _has(spec: ResourceSearch, name: str, modifier: str, value: str) -> Has:
+    """``_has:Source:reference:parameter[:modifier]``, one level deep."""
+    parts = modifier.split(":")
+    if len(parts) not in (3, 4):
+        raise Refused("is written _has:Type:reference:parameter")
+    source_name, ref_name, inner_name = parts[:3]
+    if inner_name == "_has" or "." in inner_name:
+        raise Refused("_has goes one level deep", "not-supported")
+    source = parameters.for_type(source_name)
+    if source is None:
+        raise Refused(f"{source_name} is not a supported resource type", "not-supported")
+    ref = source.reference_params().get(ref_name)
+    if ref is None:
+        raise Refused(f"{source_name} has no reference parameter {ref_name!r}",
+                       "not-supported")
+    if ref.targets and spec.resource_type not in ref.targets:
+        raise Refused(f"{source_name}:{ref_name} does not point at {spec.resource_type}")
+    inner = criterion(_linked_param(source, inner_name), parts[3] if len(parts) == 4 else None,
+                       value)
+    return Has(name, source_name, ref, inner)

@@ -7,7 +7,7 @@ meta (versionId, lastUpdated) filled in."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 import sqlalchemy as sa
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from ..fhir import jsonio
 from ..store import tables as t
 from ..store.records import as_utc, with_meta
+from .indexing import IndexTerm, holds
 
 
 @dataclass(frozen=True)
@@ -75,23 +76,31 @@ def version(conn: sa.Connection, resource_type: str, resource_id: str,
                           owner, row.deleted, row.content)
 
 
-def history(conn: sa.Connection, resource_type: str, resource_id: str | None,
+def history(conn: sa.Connection, resource_type: str | None, resource_id: str | None,
             since: dt.datetime | None, patient_id: str | None, limit: int,
-            offset: int) -> tuple[int, list[StoredResource]]:
-    """Versions newest first (instance history, or type history when resource_id is None)."""
+            offset: int, types: Sequence[str] = (),
+            open_types: Sequence[str] = ()) -> tuple[int, list[StoredResource]]:
+    """Versions newest first: instance history, type history (resource_id None), or system
+    history (resource_type None: the ``types`` named; with a patient_id, the ``open_types``
+    are not limited to that patient)."""
     h = t.resource_history
-    query = (sa.select(h, _R.c.patient_id).join(
+    query = sa.select(h, _R.c.patient_id).join(
         _R, sa.and_(_R.c.resource_type == h.c.resource_type, _R.c.id == h.c.id))
-        .where(h.c.resource_type == resource_type))
+    if resource_type is not None:
+        query = query.where(h.c.resource_type == resource_type)
+    else:
+        query = query.where(h.c.resource_type.in_(sorted(types)))
     if resource_id is not None:
         query = query.where(h.c.id == resource_id)
     if since is not None:
         query = query.where(h.c.last_updated >= since)
     if patient_id is not None:
-        query = query.where(_R.c.patient_id == patient_id)
+        mine = _R.c.patient_id == patient_id
+        query = query.where(sa.or_(mine, h.c.resource_type.in_(sorted(open_types)))
+                            if open_types else mine)
     total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
-    rows = conn.execute(query.order_by(h.c.last_updated.desc(), h.c.id, h.c.version_id.desc())
-                        .limit(limit).offset(offset))
+    rows = conn.execute(query.order_by(h.c.last_updated.desc(), h.c.resource_type, h.c.id,
+                                       h.c.version_id.desc()).limit(limit).offset(offset))
     return total, [StoredResource(r.resource_type, r.id, r.version_id, as_utc(r.last_updated),
                                   r.patient_id, r.deleted, r.content) for r in rows]
 
@@ -105,6 +114,7 @@ class Prefilter:
     ids: set[str] | None = None
     patient_ids: set[str] | None = None
     patient_resource_ids: set[str] | None = None
+    indexed: list[IndexTerm] = field(default_factory=list)  # search_index terms, ANDed
 
     def empty(self) -> bool:
         return set() in (self.ids, self.patient_ids, self.patient_resource_ids)
@@ -130,6 +140,9 @@ def _candidates_query(resource_type: str, pre: Prefilter):
         id_col, patient_col, updated_col = _R.c.id, _R.c.patient_id, _R.c.last_updated
     if pre.ids is not None:
         query = query.where(id_col.in_(sorted(pre.ids)))
+    few = not (pre.ids is None and pre.patient_ids is None and pre.patient_resource_ids is None)
+    for term in pre.indexed:
+        query = query.where(holds(resource_type, term, id_col, few))
     if pre.patient_ids is not None:
         query = query.where(patient_col.in_(sorted(pre.patient_ids)))
     if pre.patient_resource_ids is not None:
@@ -168,6 +181,20 @@ def page(conn: sa.Connection, resource_type: str, pre: Prefilter,
         return len(rows), rows
     total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
     return total, rows
+
+
+def compartment_page(conn: sa.Connection, patient_id: str, types: Sequence[str],
+                     since: dt.datetime | None, limit: int,
+                     offset: int) -> tuple[int, list[StoredResource]]:
+    """The current resources of these types that belong to one patient (internal id), in
+    (type, id) order, changed at or after ``since``: Patient/{id}/$everything."""
+    query = sa.select(_R).where(_R.c.patient_id == patient_id, _R.c.deleted.is_(False),
+                                _R.c.resource_type.in_(sorted(types)))
+    if since is not None:
+        query = query.where(_R.c.last_updated >= since)
+    total = conn.execute(sa.select(sa.func.count()).select_from(query.subquery())).scalar()
+    rows = conn.execute(query.order_by(_R.c.resource_type, _R.c.id).limit(limit).offset(offset))
+    return total, [_from_resources(row) for row in rows]
 
 
 def by_keys(conn: sa.Connection, keys: Iterable[tuple[str, str]]) -> list[StoredResource]:

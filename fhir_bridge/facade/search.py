@@ -1,6 +1,8 @@
-"""Run a parsed Search against the store: SQL narrows by type, id and patient; the remaining
-criteria are checked on each resource; then sort (SQL for _id and _lastUpdated, sorting.py for
-values inside the resources), page, _include and _revinclude."""
+"""Run a parsed Search against the store: chains and _has become criteria on ids (each a
+search of its own, run here); SQL narrows by type, id, patient and the search-parameter index
+(indexing.py); the criteria the index cannot decide are checked on each candidate; then sort
+(SQL for _id and _lastUpdated, sorting.py for values inside the resources), page, _include and
+_revinclude."""
 
 from __future__ import annotations
 
@@ -9,12 +11,14 @@ from typing import Callable
 
 import sqlalchemy as sa
 
-from . import match, parameters, repository, sorting
-from .match import reference_key, values
+from ..errors import BadRequest, Forbidden, Issue
+from . import indexing, match, parameters, repository, sorting
+from .match import Criterion, reference_key, values
 from .query import Include, Search
 from .repository import Prefilter, StoredResource
 
 MAX_INCLUDE_ROUNDS = 4
+MAX_LINKED = 5_000  # resources a chain or _has may match before it must be narrowed
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,10 @@ class SearchResult:
 
 
 def run(conn: sa.Connection, search: Search, viewer: Viewer) -> SearchResult:
-    pre, remaining = _prefilter(search, viewer)
+    linked = _linked_criteria(conn, search, viewer)
+    if linked is None:  # a chain or _has that matches nothing
+        return SearchResult(0, [])
+    pre, remaining = _prefilter(search, viewer, linked)
     in_sql = sorting.in_sql(search.sort)
     if not remaining and in_sql:
         total, matches = repository.page(conn, search.resource_type, pre, search.sort,
@@ -65,12 +72,49 @@ def run(conn: sa.Connection, search: Search, viewer: Viewer) -> SearchResult:
     return SearchResult(total, matches, _included(conn, search, matches, viewer))
 
 
-def _prefilter(search: Search, viewer: Viewer):
-    """SQL filters for _id and patient criteria (exact), and the viewer's patient limit."""
+def _linked_keys(conn: sa.Connection, resource_type: str, criterion: Criterion,
+                 viewer: Viewer, name: str) -> list[StoredResource]:
+    """The resources a chain's or _has's inner criterion matches (as the viewer sees them)."""
+    if not viewer.can_read(resource_type):
+        raise Forbidden(f"{name} reads {resource_type}, which the token does not cover")
+    inner = run(conn, Search(resource_type, [criterion], count=MAX_LINKED + 1), viewer)
+    if inner.total > MAX_LINKED:
+        raise BadRequest("the search cannot be run as written", [Issue(
+            name, f"matches more than {MAX_LINKED} {resource_type} resources; narrow it",
+            "too-costly")])
+    return inner.matches
+
+
+def _linked_criteria(conn: sa.Connection, search: Search,
+                     viewer: Viewer) -> list[Criterion] | None:
+    """Chains (``patient.identifier=``) and _has as criteria on references and ids."""
+    out = []
+    for chain in search.chains:
+        found = _linked_keys(conn, chain.target_type, chain.inner, viewer, chain.name)
+        if not found:
+            return None
+        out.append(Criterion(chain.param, None, tuple((s.resource_type, s.id) for s in found)))
+    for has in search.has:
+        found = _linked_keys(conn, has.source_type, has.inner, viewer, has.name)
+        via = Include(has.source_type, has.param, None)
+        ids = sorted({rid for s in found for rtype, rid in reference_targets(s.resource(), via)
+                      if rtype == search.resource_type})
+        if not ids:
+            return None
+        out.append(Criterion(parameters.for_type(search.resource_type).params["_id"], None,
+                             tuple((None, rid) for rid in ids)))
+    return out
+
+
+def _prefilter(search: Search, viewer: Viewer, linked: list[Criterion] = ()):
+    """SQL filters: _id, patient criteria and the compartment (exact), the viewer's patient
+    limit, and index terms for the criteria the search-parameter index can narrow."""
     spec = parameters.for_type(search.resource_type)
     pre = Prefilter()
     remaining = []
-    for criterion in search.criteria:
+    if search.compartment is not None:
+        pre.patient_resource_ids = {search.compartment}
+    for criterion in [*search.criteria, *linked]:
         name, modifier = criterion.param.name, criterion.modifier
         if name == "_id" and modifier is None:
             ids = {code for system, code in criterion.values if system is None}
@@ -83,6 +127,11 @@ def _prefilter(search: Search, viewer: Viewer):
             pre.patient_resource_ids = (named if pre.patient_resource_ids is None
                                         else pre.patient_resource_ids & named)
             continue
+        term = indexing.narrowing(criterion) if search.resource_type != "AuditEvent" else None
+        if term is not None:
+            pre.indexed.append(term)
+            if term.exact:
+                continue
         remaining.append(criterion)
     if viewer.patient_id is not None and spec.in_patient_compartment:
         mine = {viewer.patient_id}
@@ -90,7 +139,7 @@ def _prefilter(search: Search, viewer: Viewer):
     return pre, remaining
 
 
-def _targets(resource: dict, include: Include) -> set[tuple[str, str]]:
+def reference_targets(resource: dict, include: Include) -> set[tuple[str, str]]:
     out = set()
     for path in include.param.paths:
         for value in values(resource, path):
@@ -119,7 +168,7 @@ def _included(conn: sa.Connection, search: Search, matches: list[StoredResource]
             for include in search.includes:
                 if include.source_type == stored.resource_type and (
                         round_number == 0 or include.iterate):
-                    wanted |= _targets(resource, include)
+                    wanted |= reference_targets(resource, include)
         new = [s for s in repository.by_keys(conn, wanted - seen) if viewer.sees(s)]
         for revinclude in search.revincludes:
             if round_number == 0 or revinclude.iterate:
@@ -147,6 +196,8 @@ def _referencing(conn: sa.Connection, revinclude: Include, frontier: list[Stored
         return []
     spec = parameters.for_type(revinclude.source_type)
     pre = Prefilter()
+    if revinclude.source_type != "AuditEvent":
+        pre.indexed.append(indexing.references_to(revinclude.param.name, pointed))
     owners = {s.patient_id for s in frontier if s.key in pointed}
     if spec.in_patient_compartment and None not in owners:
         pre.patient_ids = owners
@@ -154,6 +205,6 @@ def _referencing(conn: sa.Connection, revinclude: Include, frontier: list[Stored
         pre.patient_ids = (pre.patient_ids or {viewer.patient_id}) & {viewer.patient_id}
     out = []
     for stored in repository.candidates(conn, revinclude.source_type, pre, []):
-        if viewer.sees(stored) and _targets(stored.resource(), revinclude) & pointed:
+        if viewer.sees(stored) and reference_targets(stored.resource(), revinclude) & pointed:
             out.append(stored)
     return out

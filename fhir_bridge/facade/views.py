@@ -9,8 +9,9 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, g, request
 
+from ..auth import smart
 from ..errors import BadRequest, Gone, Issue, MethodNotAllowed, NotFound
-from . import access, capability, hooks, parameters, repository, urls
+from . import access, capability, hooks, intake, parameters, repository, urls
 from .elements import Subset, parse_elements
 from .match import date_range, restore_plus
 from .negotiate import negotiate
@@ -60,8 +61,8 @@ def _resource_type(resource_type: str) -> str:
     if resource_type.startswith("$"):
         raise _unknown_operation(resource_type, "system level")
     if resource_type == "_history":
-        raise NotFound("system history is not supported",
-                       [Issue("(type)", "history is served per type: /fhir/{type}/_history "
+        raise NotFound("_history is not a resource type",
+                       [Issue("(type)", "history is GET /fhir/_history, /fhir/{type}/_history "
                               "or /fhir/{type}/{id}/_history", "not-supported")])
     if parameters.for_type(resource_type) is None:
         raise NotFound(f"{resource_type} is not served here",
@@ -76,7 +77,8 @@ def _resource_type(resource_type: str) -> str:
 def metadata():
     extra = current_app.extensions.get("fhir_capability_resources", [])
     cors = bool(current_app.extensions.get(hooks.EXTENSION))
-    return fhir(capability.statement(base_url(), extra, cors=cors))
+    return fhir(capability.statement(base_url(), extra, cors=cors, oauth=smart.oauth_uris(),
+                                     writes=intake.write_support(_bridge().mapper)))
 
 
 # -- read and vread ----------------------------------------------------------------------------
@@ -173,17 +175,22 @@ def _history_args() -> tuple[int, int, dt.datetime | None]:
         if name not in ("_count", "_offset", "_since", "_format", "_pretty"):
             issues.append(Issue(name, "history takes _count, _since and _offset only",
                                 "not-supported"))
-    since = None
-    if since_text is not None:
-        since_text = restore_plus(since_text)
-        bounds = date_range(since_text)
-        if bounds is None or "T" not in since_text:
-            issues.append(Issue("_since", "must be an instant with a timezone"))
-        else:
-            since = bounds[0]
+    since = since_arg(since_text, issues)
     if issues:
         raise BadRequest("the history request cannot be run as written", issues)
     return count, offset, since
+
+
+def since_arg(text: str | None, issues: list[Issue]) -> dt.datetime | None:
+    """``_since``: an instant (a raw ``+`` in its offset read back), or an issue."""
+    if text is None:
+        return None
+    text = restore_plus(text)
+    bounds = date_range(text)
+    if bounds is None or "T" not in text:
+        issues.append(Issue("_since", "must be an instant with a timezone"))
+        return None
+    return bounds[0]
 
 
 def _history(rtype: str, resource_id: str | None):
@@ -196,7 +203,14 @@ def _history(rtype: str, resource_id: str | None):
                 raise NotFound(f"{rtype}/{resource_id} is not known")
         total, versions = repository.history(conn, rtype, resource_id, since,
                                              viewer.patient_id, count, offset)
-    versions = [v for v in versions if viewer.sees(v)]
+    path = f"{rtype}/{resource_id}/_history" if resource_id else f"{rtype}/_history"
+    return history_bundle(path, total, [v for v in versions if viewer.sees(v)], count, offset,
+                          since)
+
+
+def history_bundle(path: str, total: int, versions: list[StoredResource], count: int,
+                   offset: int, since: dt.datetime | None) -> Response:
+    """A history Bundle of these versions (instance, type and system history)."""
     access.note_access(versions)
     base = base_url()
     entries = []
@@ -214,7 +228,6 @@ def _history(rtype: str, resource_id: str | None):
                              "etag": f'W/"{v.version_id}"',
                              "lastModified": v.last_updated.isoformat(timespec="milliseconds")}
         entries.append(entry)
-    path = f"{rtype}/{resource_id}/_history" if resource_id else f"{rtype}/_history"
     extra = [("_since", restore_plus(request.args["_since"]))] if since else []
     return fhir(bundle("history", total, entries, f"{base}/{path}", extra, count, offset))
 
@@ -231,8 +244,10 @@ def type_history(resource_type: str):
 
 # -- search ------------------------------------------------------------------------------------
 
-def _search(rtype: str, args: list[tuple[str, str]]):
+def _search(rtype: str, args: list[tuple[str, str]], in_patient: str | None = None):
+    """Type search, or (``in_patient``: a Patient id) search in that Patient's compartment."""
     search = parse_search(rtype, args)
+    search.compartment = in_patient
     with _bridge().engine.connect() as conn:
         viewer = access.viewer_for(conn, rtype, "s")
         result = run(conn, search, viewer)
@@ -247,7 +262,8 @@ def _search(rtype: str, args: list[tuple[str, str]]):
     entries += [{"fullUrl": f"{base}/{s.resource_type}/{s.id}",
                  "resource": subset.apply(s.resource(), primary=False),
                  "search": {"mode": "include"}} for s in result.included]
-    return fhir(bundle("searchset", result.total, entries, f"{base}/{rtype}",
+    path = f"Patient/{in_patient}/{rtype}" if in_patient is not None else rtype
+    return fhir(bundle("searchset", result.total, entries, f"{base}/{path}",
                        search.canonical, search.count, search.offset))
 
 
@@ -269,6 +285,10 @@ def search_post(resource_type: str):
     return _search(rtype, args)
 
 
+from . import compartment, system  # noqa: E402,F401  (their routes: system search and history,
+#                                     Patient/{id}/{type}, Patient/{id}/$everything)
+
+
 # -- what /fhir does not do --------------------------------------------------------------------
 
 @bp.route("/<resource_type>/<resource_id>/<operation>", methods=["GET", "POST"])
@@ -279,11 +299,12 @@ def unknown_operation(resource_type: str, resource_id: str, operation: str):
     raise NotFound(f"/fhir/{rtype}/{resource_id}/{operation} is not a FHIR endpoint here")
 
 
-@bp.route("/<resource_type>", methods=["POST", "PUT", "PATCH", "DELETE"])
-@bp.route("/<resource_type>/<resource_id>", methods=["POST", "PUT", "PATCH", "DELETE"])
+@bp.route("/<resource_type>", methods=["PATCH"])
+@bp.route("/<resource_type>/<resource_id>", methods=["POST", "PATCH"])
 def not_writable(resource_type: str, resource_id: str | None = None):
+    """Writes are in writes.py; PATCH, and POST to an instance, are not served."""
     if resource_type.startswith("$") or (resource_id or "").startswith("$"):
         _resource_type(resource_type)
         raise _unknown_operation(resource_id or resource_type, "this server")
-    raise MethodNotAllowed("the FHIR API is read-only: write through /api/v1 (see the "
+    raise MethodNotAllowed("PATCH is not supported: update with PUT (see the "
                            "CapabilityStatement at /fhir/metadata)")

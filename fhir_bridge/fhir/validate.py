@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import typing
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
@@ -70,6 +70,46 @@ def _walk(node: dict, cls: Any, path: list, found: list[Issue]) -> None:
             elif isinstance(item, str) and _TIME_WITHOUT_OFFSET.match(item):
                 found.append(Issue(".".join([*path, step]),
                                    "a dateTime with a time must carry a timezone offset"))
+
+
+@lru_cache(maxsize=None)
+def _codes(cls: Any) -> dict[str, tuple[str, ...]]:
+    """JSON name -> the codes the model lists for a ``code`` element (``enum_values``). They
+    are made from the element's short text: fhir.resources elides long lists with "+"
+    (Observation.status, Questionnaire.item.type) and some are no codes at all
+    (CapabilityStatement.format), so a caller checks a list against a code system before it
+    trusts it (conformance/validator.py)."""
+    out = {}
+    for name, field in cls.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        codes = tuple(extra.get("enum_values") or ())
+        if codes and "+" not in codes:
+            out[field.alias or name] = codes
+    return out
+
+
+def code_values(resource: Any) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+    """(path, value, the model's code list) of every ``code`` element that has such a list."""
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        return
+    try:
+        cls = model_class(resource["resourceType"])
+    except FhirValidationError:
+        return
+    yield from _code_walk(resource, cls, [resource["resourceType"]])
+
+
+def _code_walk(node: dict, cls: Any, path: list) -> Iterator[tuple[str, str, tuple]]:
+    codes, fields = _codes(cls), _fields_by_alias(cls)
+    for key, value in node.items():
+        child = fields.get(key, (None, None))[1]
+        items = value if isinstance(value, list) else (value,)
+        for index, item in enumerate(items):
+            step = f"{key}[{index}]" if isinstance(value, list) else key
+            if key in codes and isinstance(item, str):
+                yield ".".join([*path, step]), item, codes[key]
+            elif isinstance(item, dict) and child is not None:
+                yield from _code_walk(item, child, [*path, step])
 
 
 @lru_cache(maxsize=None)

@@ -21,6 +21,9 @@ class Item:
     in_total: bool = True
     optional: bool = False
     asked_if: tuple[int, int] | None = None  # (item, answer) that must come first
+    #: The answers' terminology keys in score order (answers[n] scores n: LOINC answer codes),
+    #: or () when the answers are plain numbers min..max.
+    answers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,18 @@ def instruments(directory: Path = MAPPINGS_DIR) -> dict[str, Instrument]:
         raw = yaml.safe_load(fh)
     return {
         key: Instrument(key, body["title"], body["panel"], body.get("total"),
-                        tuple(Item(**{**item, "asked_if": tuple(item["asked_if"])})
-                              if "asked_if" in item else Item(**item)
-                              for item in body["items"]),
+                        tuple(_item(item, body.get("answers")) for item in body["items"]),
                         _scoring(body.get("scoring")))
         for key, body in raw.items()
     }
+
+
+def _item(raw: dict, answers: list[str] | None) -> Item:
+    """An item; ``answers`` of the instrument apply to items that name none of their own."""
+    fields = {**raw, "answers": tuple(raw.get("answers", answers) or ())}
+    if "asked_if" in raw:
+        fields["asked_if"] = tuple(raw["asked_if"])
+    return Item(**fields)
 
 
 def _scoring(raw: dict | None) -> Scoring | None:

@@ -18,6 +18,9 @@ class Context:
     resolve: Callable[[str], dict | None] = lambda ref: None
     #: Things a reverse mapping could not carry over, as (path, reason); reported, never dropped.
     unmapped: list[tuple[str, str]] = field(default_factory=list)
+    #: Reading foreign FHIR: a reference the caller could not make local is left out of the
+    #: record (the kept original holds it) instead of being carried whole.
+    external: bool = False
 
     @property
     def terminology(self):

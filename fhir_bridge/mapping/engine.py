@@ -23,11 +23,14 @@ from ..errors import MappingError
 from ..fhir.narrative import with_narrative
 from . import paths
 from .context import Context
+from .reverse import apply_reverse as _apply_reverse, matches as _matches
 from .terminology import Terminology
 from .transforms import Transform, coded, get_transform
 from .valuemaps import MAPPINGS_DIR, load_value_maps
 
 SECURITY_LABELS = ("psychiatry-sensitivity", "restricted")
+#: Resource types whose ``identifier`` is one Identifier, not a list (R4).
+SINGLE_IDENTIFIER = frozenset({"QuestionnaireResponse"})
 _TEMPLATE = re.compile(r"\{([^{}]+)\}")
 
 
@@ -58,6 +61,9 @@ class ChildSpec:
     direction: str = "both"  # "forward": derived children, not read back (the record
     #                          derives them again)
     where: str | None = None  # only the items that have this field (e.g. overdue_since)
+    unread: str | None = None  # references no child mapping reads (not in the set, or of
+    #                            unknown content) are kept in this internal field with the
+    #                            reason, and written back as they were, instead of refused
 
 
 @dataclass
@@ -172,10 +178,13 @@ class Mapper:
         type_ = type_.rsplit("/", 1)[-1]
         if type_ == m.resource_type and fhir_id.startswith(m.id_prefix + "-"):
             return fhir_id[len(m.id_prefix) + 1:]
-        if type_ != m.resource_type:
-            ctx.unmapped.append(("reference", f"{reference} is not a {m.resource_type}"))
-        else:
-            ctx.unmapped.append(("reference", f"{reference} was not written by the bridge"))
+        if ctx.external:
+            ctx.unmapped.append((reference, "points at a resource the bridge could not import: "
+                                            "kept as an external reference"))
+            return None
+        ctx.unmapped.append(("reference", f"{reference} is not a {m.resource_type}"
+                             if type_ != m.resource_type else
+                             f"{reference} was not written by the bridge"))
         return reference
 
     # -- forward -------------------------------------------------------------------------------
@@ -198,8 +207,9 @@ class Mapper:
                                 for k in SECURITY_LABELS]
         if meta:
             resource["meta"] = meta
-        resource["identifier"] = [{"system": self.identifier_system(m.concept),
-                                   "value": business_id}]
+        identifier = {"system": self.identifier_system(m.concept), "value": business_id}
+        resource["identifier"] = identifier if m.resource_type in SINGLE_IDENTIFIER \
+            else [identifier]
         ctx = Context(self, record=record)
         _apply_forward(m.rules, record, resource, ctx)
         position = len(out)
@@ -219,6 +229,8 @@ class Mapper:
             for item in items:
                 child = self._forward(child_map, {**item, "_parent": record}, out)
                 refs.append({"reference": f"{child['resourceType']}/{child['id']}"})
+            kept = (paths.get(record, spec.unread) if spec.unread else None) or []
+            refs.extend({"reference": k["reference"]} for k in kept if "reference" in k)
             if refs and spec.fhir:
                 paths.put(resource, spec.fhir, refs)
         out[position] = resource = with_narrative(resource)
@@ -228,7 +240,7 @@ class Mapper:
 
     def classify(self, resource: dict[str, Any]) -> Mapping | None:
         """Which mapping reads this resource: by the bridge's identifier, else by match rules."""
-        for identifier in resource.get("identifier") or []:
+        for identifier in identifiers(resource):
             m = self._by_system.get(identifier.get("system"))
             if m is not None and m.resource_type == resource.get("resourceType"):
                 return m
@@ -240,11 +252,13 @@ class Mapper:
         return None
 
     def to_internal(self, resource: dict[str, Any],
-                    resolve: Callable[[str], dict | None] | None = None) -> Reversed:
+                    resolve: Callable[[str], dict | None] | None = None,
+                    external: bool = False) -> Reversed:
         m = self.classify(resource)
         if m is None:
             raise MappingError(f"no mapping reads this {resource.get('resourceType')}", "parse")
-        ctx = Context(self, resource=resource, resolve=resolve or (lambda ref: None))
+        ctx = Context(self, resource=resource, resolve=resolve or (lambda ref: None),
+                      external=external)
         record = self._reverse(m, resource, ctx)
         return Reversed(m.concept, record, ctx.unmapped)
 
@@ -252,7 +266,9 @@ class Mapper:
         record: dict[str, Any] = {}
         if m.id_template == "{id}":
             record["id"] = self._business_id(m, resource)
+        outer, ctx.resource = ctx.resource, resource  # transforms see what is being read
         _apply_reverse(m.rules, resource, record, ctx)
+        ctx.resource = outer
         claimed: set[str] = set()
         offered: dict[str, str] = {}
         for spec in m.children:
@@ -262,11 +278,13 @@ class Mapper:
             collected = []
             for ref in paths.get(resource, spec.fhir) or []:
                 reference = ref.get("reference", "")
+                if reference in claimed:  # read by an earlier child spec
+                    continue
                 target = ctx.resolve(reference)
                 if target is None:
                     offered[reference] = "is not in the set"
                     continue
-                if self.classify(target) is not child_map:
+                if not self._reads_as_child(target, child_map):
                     offered.setdefault(reference, f"is not a {child_map.concept} the bridge "
                                                   "can read")
                     continue
@@ -278,21 +296,44 @@ class Mapper:
             if spec.wrap:
                 if collected and spec.wrap in collected[0]:
                     paths.put(record, spec.internal, collected[0][spec.wrap])
-            else:
-                record[spec.internal] = collected
+            else:  # after what a rule may have read into the same field (components)
+                record[spec.internal] = (record.get(spec.internal) or []) + collected
+        for spec in m.children:
+            kept = [{"reference": r, "reason": f"{why}: kept as sent"} for r, why in offered.items()
+                    if spec.unread and r not in claimed]
+            if kept:
+                paths.put(record, spec.unread, (paths.get(record, spec.unread) or []) + kept)
+                claimed.update(offered)
         for reference, why in offered.items():
             if reference not in claimed:
                 ctx.unmapped.append((reference, why))
         return record
 
+    def _reads_as_child(self, target: dict, child_map: Mapping) -> bool:
+        """A child the bridge wrote (by its identifier), or one it did not write (no
+        identifier of the bridge) that the child mapping's match rules accept."""
+        found = self.classify(target)
+        if found is child_map:
+            return True
+        ours = any(self._by_system.get(i.get("system")) for i in identifiers(target))
+        return bool(child_map.match) and not ours and \
+            target.get("resourceType") == child_map.resource_type and \
+            all(_matches(cond, target, self) for cond in child_map.match)
+
     def _business_id(self, m: Mapping, resource: dict) -> str:
         system = self.identifier_system(m.concept)
-        for identifier in resource.get("identifier") or []:
+        for identifier in identifiers(resource):
             if identifier.get("system") == system and identifier.get("value"):
                 return identifier["value"]
         fhir_id = resource.get("id") or ""
         return fhir_id[len(m.id_prefix) + 1:] if fhir_id.startswith(m.id_prefix + "-") \
             else fhir_id
+
+
+def identifiers(resource: dict) -> list[dict]:
+    """A resource's identifiers as a list (one Identifier for SINGLE_IDENTIFIER types)."""
+    found = resource.get("identifier") or []
+    return [found] if isinstance(found, dict) else [i for i in found if isinstance(i, dict)]
 
 
 def _fill(template: str, record: dict) -> str:
@@ -303,23 +344,6 @@ def _fill(template: str, record: dict) -> str:
         return str(found)
 
     return _TEMPLATE.sub(value, template)
-
-
-def _matches(cond: dict, resource: dict, mapper: Mapper) -> bool:
-    found = paths.get(resource, cond["fhir"])
-    if found is None:
-        return False
-    if "transform" in cond:
-        ctx = Context(mapper, resource=resource)
-        try:
-            found = get_transform(cond["transform"]).reverse(found, cond.get("args") or {}, ctx)
-        except (MappingError, KeyError, TypeError, ValueError):
-            return False
-        if isinstance(found, tuple):
-            found = found[0]
-    if "equals" in cond:
-        return found == cond["equals"]
-    return found is not None
 
 
 def _internal_value(rule: Rule, record: dict) -> Any:
@@ -369,29 +393,3 @@ def _apply_forward(rules: Iterable[Rule], record: dict, target: dict, ctx: Conte
                 existing.update(fhir_value)
         else:
             paths.put(target, rule.fhir, fhir_value)
-
-
-def _apply_reverse(rules: Iterable[Rule], source: dict, record: dict, ctx: Context) -> None:
-    for rule in rules:
-        if rule.direction == "forward" or not rule.internal:
-            continue
-        if all(p.startswith("_parent.") for p in rule.internal):
-            continue  # the parent record carries that field
-        fhir_value = paths.get(source, rule.fhir)
-        if fhir_value is None:
-            continue
-        if rule.each is not None:
-            items = []
-            for item in fhir_value:
-                built: dict[str, Any] = {}
-                _apply_reverse(rule.each, item, built, ctx)
-                items.append(built)
-            paths.put(record, rule.internal[0], items)
-            continue
-        value = rule.transform.reverse(fhir_value, rule.args, ctx)
-        if rule.multi:
-            for p, v in zip(rule.internal, value or ()):
-                if v is not None and not p.startswith("_parent."):
-                    paths.put(record, p, v)
-        elif value is not None:
-            paths.put(record, rule.internal[0], value)

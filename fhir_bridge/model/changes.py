@@ -80,19 +80,55 @@ def consequences(concept_name: str, record: dict[str, Any], current: "View"
       and a prescription or a measurement recomputes the monitoring items of the patient's
       active care plan (``fhir_bridge/clinical/monitoring.py``);
     - an assessment that raised a safety alert adds a same-day safety activity to the
-      patient's active care plan.
+      patient's active care plan;
+    - a care plan, an assessment or a measurement recomputes the achievement status of the
+      goals with a target (``fhir_bridge/clinical/goals.py``).
     """
     if concept_name == "adherence":
         return _adherence_statement(record, current)
     if concept_name == "prescription":
         followed = _plans_following(record, current)
+        on = record.get("end_date") or record["start_date"]
         return (_safety_issues(record, current)
-                + _monitoring(record["patient_id"], current, followed))
+                + _monitoring(record["patient_id"], current, followed, on))
     if concept_name == "measurement":
-        return _monitoring(record["patient_id"], current)
-    if concept_name == "assessment" and record.get("alerts"):
-        return _safety_activity(record, current)
+        return _goals(record["patient_id"], current, _monitoring(
+            record["patient_id"], current, on=record["effective"]))
+    if concept_name == "assessment":
+        return _goals(record["patient_id"], current,
+                      _safety_activity(record, current) if record.get("alerts") else [])
+    if concept_name == "care-plan":
+        return _own_goals(record, current)
     return []
+
+
+def _goals(patient_id: str, current: "View",
+           changed: list[tuple[str, dict]]) -> list[tuple[str, dict]]:
+    """``changed`` (what this record changes) with the goals of the patient's care plans
+    brought up to date: a plan in ``changed`` is returned with them, another open one (draft,
+    active, on hold) only when its goals change."""
+    from ..clinical.goals import with_achievement
+
+    assessments = current.patient("assessment", patient_id)
+    measurements = current.patient("measurement", patient_id)
+    mine = {r["id"] for name, r in changed if name == "care-plan"}
+    out = [(name, with_achievement(r, assessments, measurements) if name == "care-plan" else r)
+           for name, r in changed]
+    for plan in current.patient("care-plan", patient_id):
+        if plan["id"] not in mine and plan["status"] in ("draft", "active", "on-hold"):
+            updated = with_achievement(plan, assessments, measurements)
+            if updated is not plan:
+                out.append(("care-plan", updated))
+    return out
+
+
+def _own_goals(plan: dict, current: "View") -> list[tuple[str, dict]]:
+    """A saved care plan with its goals' achievement status (nothing when it is current)."""
+    from ..clinical.goals import with_achievement
+
+    updated = with_achievement(plan, current.patient("assessment", plan["patient_id"]),
+                               current.patient("measurement", plan["patient_id"]))
+    return [] if updated is plan else [("care-plan", updated)]
 
 
 def _adherence_statement(record: dict, current: "View") -> list[tuple[str, dict]]:
@@ -135,10 +171,11 @@ def _plans_following(record: dict, current: "View") -> dict[str, dict]:
     return out
 
 
-def _monitoring(patient_id: str, current: "View",
-                changed: dict[str, dict] | None = None) -> list[tuple[str, dict]]:
+def _monitoring(patient_id: str, current: "View", changed: dict[str, dict] | None = None,
+                on: str | None = None) -> list[tuple[str, dict]]:
     """The monitoring items of the active care plan, recomputed; ``changed`` holds plans
-    already changed by this record (returned too, with their items)."""
+    already changed by this record (returned too, with their items); ``on`` is the day the
+    change takes effect (an overdue item it closes ends then)."""
     from ..clinical.monitoring import active_plan, items, with_items
 
     changed = dict(changed or {})
@@ -147,14 +184,15 @@ def _monitoring(patient_id: str, current: "View",
     if plan is not None:
         computed = items(current.patient("prescription", patient_id),
                          current.patient("measurement", patient_id))
-        updated = with_items(plan, computed)
+        updated = with_items(plan, computed, dt.date.fromisoformat(on[:10]) if on else None)
         if updated != plan or plan["id"] in changed:
             changed[plan["id"]] = updated
     return [("care-plan", p) for p in changed.values()]
 
 
 def _safety_activity(record: dict, current: "View") -> list[tuple[str, dict]]:
-    from ..clinical.monitoring import active_plan, safety_activity, with_safety_activity
+    from ..clinical.monitoring import active_plan
+    from ..clinical.safety_activity import safety_activity, with_safety_activity
     from ..clinical.scoring import read
     from ..mapping.catalogs import instruments
 

@@ -6,8 +6,10 @@ stops a prescription and records when, why and by whom. Both are made through th
 ``dose-changes`` and ``discontinuation`` operations, which write the records in one transaction.
 """
 
-from marshmallow import ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, post_load, validate, validates_schema
 
+from ..mapping import drugs
+from ..mapping.terminology import local_code
 from ..mapping.valuemaps import words
 from .common import AwareDateTime, BaseSchema, Choice, Flag, Id, Int, IsoDate, Line, Number, \
     TermKey, Text, check_period
@@ -27,6 +29,20 @@ class DoseSchema(BaseSchema):
 class DispenseQuantitySchema(BaseSchema):
     value = Number("dispense-quantity", required=True)
     unit = Choice(DISPENSE_UNITS, required=True)
+
+
+class DrugCodingSchema(BaseSchema):
+    """A coding of the drug as the sender sent it (RxNorm SCD/SBD/ingredient or another
+    system): kept as the sender's assertion, beside the bridge's own ingredient coding."""
+
+    system = Line(200, required=True)
+    code = Line(100)
+    display = Line(200)
+
+    @validates_schema
+    def _named(self, data, **_):
+        if not data.get("code") and not data.get("display"):
+            raise ValidationError("a coding needs a code or a display", "code")
 
 
 class DiscontinuationSchema(BaseSchema):
@@ -51,8 +67,12 @@ class PrescriptionSchema(BaseSchema):
     status = Choice(words("prescription-status"), required=True)
     status_reason = Text(500)
     authored_on = AwareDateTime(required=True)
-    drug = TermKey("rxnorm-drugs", 100, required=True)  # ingredient, e.g. "sertraline"
+    # The ingredient, e.g. "sertraline"; what the prescriber wrote ("Sertraline HCl 50 mg
+    # tablet", "Zoloft") is recognised by fhir_bridge/mapping/drugs.py (see _recognised).
+    drug = TermKey("rxnorm-drugs", 100)
     product = Line(200)  # the product as prescribed, e.g. "sertraline 50 mg oral tablet"
+    drug_codings = fields.List(fields.Nested(DrugCodingSchema), validate=validate.Length(max=10))
+    drug_note = Line(200)  # set by the bridge: the unknown-drug note (a sent one is replaced)
     dose = fields.Nested(DoseSchema, required=True)
     route = Choice(ROUTES)
     frequency = Int("frequency", required=True)
@@ -87,6 +107,41 @@ class PrescriptionSchema(BaseSchema):
                                   "change_reason")
         if data.get("discontinuation") and data.get("status") != "stopped":
             raise ValidationError("a discontinued prescription has status 'stopped'", "status")
+
+    @post_load
+    def _recognised(self, data, partial=False, **_):
+        """The drug as the ingredient the rules know. A name that stands for an ingredient in
+        other words ("Sertraline HCl 50 mg tablet", "Zoloft") becomes its key and, when no
+        product is given, the product as written; a coding of our ingredient table is ours
+        (dropped: the bridge writes it), any other coding is kept as sent. A drug that is not
+        recognised keeps its name and gets the unknown-drug note."""
+        sent = data.get("drug_codings") or []
+        written = data.get("drug")
+        if written is None and not sent:
+            if partial:
+                return data
+            raise ValidationError("is required: the drug's name, or drug_codings", "drug")
+        try:
+            key = drugs.recognise(written, sent)
+        except drugs.ConflictingDrug as exc:
+            raise ValidationError(f"drug and drug_codings name different drugs "
+                                  f"({', '.join(exc.keys)})", "drug") from None
+        if written is None:
+            written = sent[0].get("display") or sent[0]["code"]  # one of them is there
+        data.pop("drug_note", None)
+        if key is None:
+            data["drug"] = written[:100]
+            data["drug_note"] = drugs.UNKNOWN_DRUG_NOTE
+        else:
+            if "drug" in data and local_code(written) != key and not data.get("product"):
+                data["product"] = written
+            data["drug"] = key
+        theirs = [c for c in sent if not drugs.is_ours(c)]
+        if theirs:
+            data["drug_codings"] = theirs
+        else:
+            data.pop("drug_codings", None)
+        return data
 
 
 class DoseChangeSchema(BaseSchema):

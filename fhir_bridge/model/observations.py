@@ -12,6 +12,10 @@ from .common import AwareDateTime, BaseSchema, Choice, Id, Int, IsoDate, Line, N
 SEVERITIES = ("mild", "moderate", "severe")
 SIDE_EFFECT_ACTIONS = ("none", "monitor", "dose-reduced", "dose-held", "switched", "discontinued",
                        "treated")
+# How a side effect turned out (the outcomes FHIR's AdverseEvent.outcome names, as local
+# words: that code system is not in the reference packages). Resolved ones have a date.
+SIDE_EFFECT_OUTCOMES = ("ongoing", "recovering", "resolved", "resolved-with-sequelae", "unknown")
+RESOLVED_OUTCOMES = ("resolved", "resolved-with-sequelae")
 ADHERENCE_SOURCES = ("self-report", "pill-count", "refill-data", "caregiver-report")
 ADHERENCE_FINDINGS = ("adherent", "non-adherent", "not-taking")
 
@@ -19,6 +23,16 @@ ADHERENCE_FINDINGS = ("adherent", "non-adherent", "not-taking")
 class ItemAnswerSchema(BaseSchema):
     number = Int("item-number", required=True)
     value = Int("item-value", required=True)
+
+
+class UnreadMemberSchema(BaseSchema):
+    """A member of a panel read from another system that the bridge could not read (an item
+    whose code it does not know, or one it could not fetch): kept as sent, with the reason, and
+    written back as it was (a hasMember reference, or the component itself)."""
+
+    reference = Line(300)
+    component = fields.Dict()
+    reason = Text(500, required=True)
 
 
 class AssessmentSchema(BaseSchema):
@@ -29,7 +43,14 @@ class AssessmentSchema(BaseSchema):
     effective = AwareDateTime(required=True)
     administered_by_id = Id()
     items = fields.List(fields.Nested(ItemAnswerSchema), required=True,
-                        validate=validate.Length(min=1, max=30))
+                        validate=validate.Length(max=30))
+    # Members the bridge could not read (only on panels read from other systems): then the
+    # answers may be incomplete, and the total, if the instrument sums one, is the sender's.
+    unread_members = fields.List(fields.Nested(UnreadMemberSchema),
+                                 validate=validate.Length(min=1, max=30))
+    # "questionnaire-response": the answers came as a QuestionnaireResponse, which the
+    # bridge serves beside the Observations (fhir_bridge/questionnaires).
+    received_as = Choice(["questionnaire-response"])
     total = Int("total")
     note = Text(2000)
     # Derived from the answers by the instrument's scoring rules (mappings/instruments.yaml);
@@ -69,7 +90,10 @@ class AssessmentSchema(BaseSchema):
                     errors[f"items[{index}].number"] = [
                         f"item {item.number} is asked only when item {opener} is {needed}"]
         missing = [i.number for i in instrument.items if not i.optional and i.number not in seen]
-        if missing:
+        partial = bool(data.get("unread_members"))
+        if partial and instrument.total and "total" not in data:
+            errors["total"] = ["is needed when members could not be read (unread_members)"]
+        if missing and not partial:
             errors["items"] = [f"{instrument.key} needs answers to items "
                                f"{', '.join(map(str, missing))}"]
         if errors:
@@ -77,7 +101,14 @@ class AssessmentSchema(BaseSchema):
         if instrument.total and "total" in data:
             expected = sum(a["value"] for a in data["items"]
                            if instrument.item(a["number"]).in_total)
-            if data["total"] != expected:
+            if partial:  # the unread answers may add up to anything between 0 and their max
+                open_max = sum(i.max for i in instrument.items
+                               if i.in_total and i.number not in seen)
+                if not expected <= data["total"] <= expected + open_max:
+                    raise ValidationError(f"is {data['total']} but the answers read add up "
+                                          f"to {expected} and the unread to at most "
+                                          f"{open_max}", "total")
+            elif data["total"] != expected:
                 raise ValidationError(f"is {data['total']} but the item answers add up to "
                                       f"{expected}", "total")
         if not instrument.total and "total" in data:
@@ -88,10 +119,10 @@ class AssessmentSchema(BaseSchema):
         """The total score, band, risk level and alerts are part of the record: computed from
         the items; when the client sends them they must agree."""
         instrument = instruments()[data["instrument"]]
+        data["items"] = sorted(data.get("items") or [], key=lambda a: a["number"])
         if instrument.total and "total" not in data:
             data["total"] = sum(a["value"] for a in data["items"]
                                 if instrument.item(a["number"]).in_total)
-        data["items"] = sorted(data["items"], key=lambda a: a["number"])
         reading = read(instrument, {a["number"]: a["value"] for a in data["items"]},
                        data.get("total"))
         derived = {"band": reading.band, "risk": reading.risk,
@@ -121,7 +152,20 @@ class SideEffectSchema(BaseSchema):
     action_taken = Choice(SIDE_EFFECT_ACTIONS, required=True)
     reported_by = fields.Nested(PersonRefSchema, required=True)
     status = Choice(words("observation-status"), load_default="final")
+    outcome = Choice(SIDE_EFFECT_OUTCOMES)  # how it ended, or that it goes on
+    resolution_date = IsoDate()  # the day it resolved: with a resolved outcome only
     note = Text(2000)
+
+    @validates_schema
+    def _resolution(self, data, **_):
+        check_period(data.get("onset_date"), data.get("resolution_date"), "resolution_date")
+        resolved = data.get("outcome") in RESOLVED_OUTCOMES
+        if data.get("resolution_date") and not resolved:
+            raise ValidationError("needs outcome resolved or resolved-with-sequelae",
+                                  "resolution_date")
+        if resolved and not data.get("resolution_date"):
+            raise ValidationError("is required when the outcome is "
+                                  f"{data['outcome']}", "resolution_date")
 
 
 class FillSchema(BaseSchema):

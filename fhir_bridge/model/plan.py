@@ -3,6 +3,7 @@
 from marshmallow import ValidationError, fields, validate, validates_schema
 
 from ..mapping.catalogs import instruments, measurement_kinds
+from ..mapping.terminology import table_keys
 from ..mapping.valuemaps import words
 from .common import AwareDateTime, BaseSchema, Choice, Id, Int, IsoDate, Line, Number, \
     PersonRefSchema, Text, check_period
@@ -11,7 +12,7 @@ from .common import AwareDateTime, BaseSchema, Choice, Id, Int, IsoDate, Line, N
 # described activities with a topic (e.g. lifestyle: "Sleep hygiene", integrative: "Mindfulness").
 ACTIVITY_KINDS = ("medication", "psychotherapy", "patient-education", "family-education",
                   "lifestyle", "integrative", "follow-up", "monitoring", "safety-planning",
-                  "referral")
+                  "referral", "other")
 COMPARATORS = ("<", "<=", ">=", ">")
 # Roles of care-team members: keys of terminology/care-team-roles.csv (SNOMED CT) or
 # specialties.csv (NUCC).
@@ -41,6 +42,10 @@ class GoalSchema(BaseSchema):
     start_date = IsoDate()
     due_date = IsoDate()
     target = fields.Nested(GoalTargetSchema)
+    # How the goal stands (Goal.achievementStatus, HL7 goal-achievement codes): computed from
+    # the target and the patient's results (fhir_bridge/clinical/goals.py) once a result
+    # exists; before that, what was sent.
+    achievement_status = Choice(sorted(table_keys("goal-achievement")))
 
     @validates_schema
     def _dates(self, data, **_):
@@ -81,6 +86,7 @@ class ActivitySchema(BaseSchema):
     reason_assessment_id = Id()  # the assessment that raised a safety alert
     result_measurement_id = Id()  # the result that completed it
     overdue_since = IsoDate()  # set by `fhir-bridge monitoring check`
+    overdue_until = IsoDate()  # the day an overdue item was done or cancelled (Flag ends)
 
     @validates_schema
     def _dated(self, data, **_):
@@ -89,6 +95,9 @@ class ActivitySchema(BaseSchema):
             raise ValidationError("a repeating schedule or due dates, not both", "schedule")
         if data.get("overdue_since") and not data.get("due_by"):
             raise ValidationError("needs due_by", "overdue_since")
+        if data.get("overdue_until") and not data.get("overdue_since"):
+            raise ValidationError("needs overdue_since", "overdue_until")
+        check_period(data.get("overdue_since"), data.get("overdue_until"), "overdue_until")
         if data.get("measure") and data.get("kind") != "monitoring":
             raise ValidationError("is only for monitoring activities", "measure")
         if data.get("reason_prescription_id") and data.get("reason_assessment_id"):
@@ -103,7 +112,8 @@ class ActivitySchema(BaseSchema):
             extra = [k for k in ("topic", "description", "status", "schedule", "performers",
                                  "goal_ids", "measure", "due_from", "due_by",
                                  "reason_prescription_id", "reason_assessment_id",
-                                 "result_measurement_id", "overdue_since") if k in data]
+                                 "result_measurement_id", "overdue_since", "overdue_until")
+                                 if k in data]
             if extra:
                 raise ValidationError("a medication activity only points at its prescription",
                                       extra[0])

@@ -108,3 +108,25 @@ def migrate(engine: sa.Engine) -> None:
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
+
+
+def schema_state(engine: sa.Engine) -> tuple[str | None, str | None]:
+    """(the database's Alembic revision, the newest revision this code has)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    return current, head
+
+
+def dialect_insert(engine: sa.Engine, table: sa.Table):
+    """``INSERT`` with ``on_conflict_do_update`` (an upsert) for the two databases served."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif engine.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:
+        raise NotImplementedError(f"upserts need PostgreSQL or SQLite, not {engine.dialect.name}")
+    return insert(table)

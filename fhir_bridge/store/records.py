@@ -14,9 +14,10 @@ from ..errors import Conflict, InvalidInput, Issue, NotFound
 from ..fhir import jsonio
 from ..fhir.validate import validate_resource
 from ..mapping.engine import Mapper
+from ..mapping.foreign import Foreign
 from ..model.changes import with_consequences
 from ..model.registry import Concept, concept_by_name
-from . import tables as t
+from . import deletes, foreign, tables as t
 from .database import is_lost_race, is_unique_violation
 
 
@@ -116,8 +117,15 @@ class RecordStore:
              expected_versions: dict[int, int] | None = None,
              also: Callable[[sa.Connection, list[StoredRecord]], None] | None = None,
              source: str = "api",
-             first: Callable[[sa.Connection], None] | None = None) -> list[StoredRecord]:
+             first: Callable[[sa.Connection], None] | None = None,
+             deletions: Sequence[tuple[Concept, str]] = (),
+             keep: Sequence[Foreign] = ()) -> list[StoredRecord]:
         """Save records in one transaction.
+
+        ``deletions`` are (concept, id) of records deleted first, in the same transaction
+        (store/deletes.py: 404 for a missing one, 409 while another record names it).
+        ``keep`` holds foreign resources read into these records (mapping/foreign.py): kept
+        as sent, and merged into every rendering of their record from then on.
 
         ``create_only`` holds indexes of changes that must not exist yet (409 if they do);
         ``expected_versions`` maps an index to the version the caller last read (409 if the
@@ -138,7 +146,7 @@ class RecordStore:
                 if first is not None:
                     first(conn)
                 return self._save(conn, list(changes), create_only, expected_versions, also,
-                                  source)
+                                  source, list(deletions), list(keep))
         except sa.exc.IntegrityError as error:
             if not is_unique_violation(error):
                 raise
@@ -153,20 +161,28 @@ class RecordStore:
                            ) from error
 
     def _save(self, conn: sa.Connection, changes: list, create_only: set[int],
-              expected_versions: dict[int, int], also, source: str) -> list[StoredRecord]:
+              expected_versions: dict[int, int], also, source: str,
+              deletions: list | None = None,
+              keep: Sequence[Foreign] = ()) -> list[StoredRecord]:
         _lock_patients(conn, changes)
+        now = utcnow()
+        events: list[ResourceEvent] = []
+        for concept, record_id in deletions or ():
+            patient_id = deletes.remove(conn, concept, record_id)
+            self._write_resources(conn, concept, record_id, patient_id, [], now, source, events)
         if self.consequences is not None:
             changes = self._with_consequences(conn, changes)
         # Map and validate before writing: a bad record writes nothing.
-        mapped = []
-        for concept, record in changes:
-            resources = self.mapper.to_fhir(concept.name, record)
+        mapped = [self.mapper.to_fhir(concept.name, record) for concept, record in changes]
+        kept = foreign.stored(conn, [(r["resourceType"], r["id"]) for rs in mapped for r in rs])
+        kept.update(((f.kept.original["resourceType"], f.kept.original["id"]), f.kept)
+                    for f in keep)
+        mapped = [foreign.merged(resources, kept) for resources in mapped]
+        for resources in mapped:
             for resource in resources:
                 validate_resource(resource)
-            mapped.append(resources)
-        now = utcnow()
+        refreshed = {(f.concept, f.record["id"]) for f in keep}
         saved: list[StoredRecord] = []
-        events: list[ResourceEvent] = []
         batch = {(c.name, r["id"]): _patient_of(c, r) for c, r in changes}
         for index, (concept, record) in enumerate(changes):
             self._check_references(conn, concept, record, batch)
@@ -183,7 +199,12 @@ class RecordStore:
                                f"{expected_versions[index]}",
                                [Issue("If-Match", f"the current version is {current}")])
             if row is not None and row.data == record:
-                # Unchanged: no new version, no resource versions, nothing to sync.
+                # Unchanged: no new version, nothing to sync; resources only if what was kept
+                # of a foreign resource changed (an element the record has no place for).
+                if (concept.name, record["id"]) in refreshed:
+                    self._write_resources(conn, concept, record["id"],
+                                          _patient_of(concept, record), mapped[index], now,
+                                          source, events)
                 saved.append(StoredRecord(concept.name, record["id"], current, record,
                                           as_utc(row.updated_at)))
                 continue
@@ -202,6 +223,8 @@ class RecordStore:
             self._write_resources(conn, concept, record["id"], patient_id, mapped[index],
                                   now, source, events)
             saved.append(StoredRecord(concept.name, record["id"], version, record, now))
+        for kept_one in keep:
+            foreign.remember(conn, kept_one, source, now)
         if events:
             for listener in self.listeners:
                 listener(conn, events)
@@ -293,6 +316,7 @@ class RecordStore:
         for (rtype, rid), row in owned.items():  # no longer produced, e.g. a removed goal
             if row.deleted:
                 continue
+            foreign.forget(conn, rtype, rid)
             version_id = row.version_id + 1
             conn.execute(t.resources.update().where(t.resources.c.resource_type == rtype,
                                                     t.resources.c.id == rid)

@@ -39,6 +39,25 @@ resources = sa.Table(
     sa.Index("ix_resources_type_patient", "resource_type", "patient_id", "id"),
 )
 
+#: Search-parameter index of the current resources (fhir_bridge/facade/indexing.py): one row
+#: per token (system, code), reference (target type, id) and folded string value of each token,
+#: reference and string search parameter, rewritten in the transaction that saves the resource.
+#: Values are cut at INDEX_VALUE_LENGTH characters; the "C" collation on PostgreSQL makes a
+#: prefix a range of the index (SQLite compares bytes anyway).
+INDEX_VALUE_LENGTH = 200
+_INDEX_TEXT = sa.String(INDEX_VALUE_LENGTH).with_variant(
+    sa.String(INDEX_VALUE_LENGTH, collation="C"), "postgresql")
+search_index = sa.Table(
+    "search_index", metadata,
+    sa.Column("resource_type", sa.String(40), nullable=False),
+    sa.Column("resource_id", sa.String(64), nullable=False),
+    sa.Column("param", sa.String(64), nullable=False),
+    sa.Column("system", _INDEX_TEXT),  # token system, or the type a reference points at
+    sa.Column("value", _INDEX_TEXT),  # token code, reference id, or folded string
+    sa.Index("ix_search_index_value", "resource_type", "param", "value", "resource_id"),
+    sa.Index("ix_search_index_resource", "resource_type", "resource_id", "param", "value"),
+)
+
 #: Every version of every resource (vread, _history).
 resource_history = sa.Table(
     "resource_history", metadata,
@@ -119,7 +138,9 @@ sync_watermarks = sa.Table(
     sa.Column("watermark", sa.String(40), nullable=False),
 )
 
-#: Pulled resources that could not be mapped, with the reason: reported, never dropped.
+#: Pulled resources that could not be mapped, with the reason: reported, never dropped. One
+#: row per resource and reason (sync/rejects.py): a later pull refusing it again for the same
+#: reason updates last_seen_at and the content; a pull that takes it removes its rows.
 sync_rejects = sa.Table(
     "sync_rejects", metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
@@ -129,6 +150,67 @@ sync_rejects = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("content", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason_hash", sa.String(64), nullable=False),  # sha256 of reason: the key
+    sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("times_seen", sa.Integer, nullable=False, default=1),
+    sa.Index("ux_sync_rejects_resource_reason", "target", "resource_type", "remote_id",
+             "reason_hash", unique=True),
+)
+
+#: What a pull kept of a foreign resource without a place in the internal model: one row per
+#: element (its FHIRPath) and reason, written once however often the resource is pulled.
+sync_notes = sa.Table(
+    "sync_notes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("target", sa.String(80), nullable=False),
+    sa.Column("resource_type", sa.String(40), nullable=False),
+    sa.Column("remote_id", sa.String(64), nullable=False),
+    sa.Column("path", sa.String(300), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("target", "resource_type", "remote_id", "path",
+                        name="uq_sync_notes_element"),
+)
+
+#: A resource the bridge did not write (pulled from an EHR, written to /fhir), kept as sent
+#: (original) beside the bridge's rendering of its record when it was read (baseline): every
+#: save of the record merges its new rendering over the original (mapping/foreign.py), so
+#: what the bridge serves and pushes keeps what the internal model cannot hold. notes: JSON
+#: [[FHIRPath, reason], ...] of the elements kept without a place in the record.
+foreign_content = sa.Table(
+    "foreign_content", metadata,
+    sa.Column("resource_type", sa.String(40), primary_key=True),
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("concept", sa.String(40), nullable=False),
+    sa.Column("record_id", sa.String(64), nullable=False),
+    sa.Column("original", sa.Text, nullable=False),
+    sa.Column("baseline", sa.Text, nullable=False),
+    sa.Column("notes", sa.Text, nullable=False),
+    sa.Column("source", sa.String(100), nullable=False),  # "pull:<target>", "fhir", ...
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: Running totals of what the workers did (push, pull, subscription delivery) per target:
+#: /metrics reads them as counters, so several worker processes add to one total.
+#: updated_at of a ``*_ok`` row is the time of the last success.
+operation_counters = sa.Table(
+    "operation_counters", metadata,
+    sa.Column("scope", sa.String(80), primary_key=True),  # target name, or "subscriptions"
+    sa.Column("name", sa.String(60), primary_key=True),   # e.g. push_sent, pull_rejected
+    sa.Column("value", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+#: Each `fhir-bridge worker` process: what it runs and when it last said it was alive
+#: (/readyz lists them; a worker that stops cleanly says so).
+worker_heartbeats = sa.Table(
+    "worker_heartbeats", metadata,
+    sa.Column("worker", sa.String(80), primary_key=True),
+    sa.Column("tasks", sa.String(200), nullable=False),  # e.g. push,pull,subscriptions
+    sa.Column("state", sa.String(10), nullable=False),  # running | stopped
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("beat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_error", sa.String(200)),  # the exception class of the last failed task
 )
 
 #: One AuditEvent per access (read, search, write, sync, notification): who, what, which
@@ -196,4 +278,36 @@ subscription_delivery = sa.Table(
     sa.Column("last_error", sa.String(200)),  # "HTTP 503", "ConnectionError": never a body
     sa.Column("claimed_by", sa.String(80)),
     sa.Column("claimed_until", sa.DateTime(timezone=True)),
+)
+
+#: Bulk Data exports (fhir_bridge/bulk): one row per kick-off. The job's state lives here, so
+#: a restarted server (or another worker process) picks up a job a dead worker left: a worker
+#: claims it with a lease (claimed_by/claimed_until) and starts it again from the beginning.
+bulk_jobs = sa.Table(
+    "bulk_jobs", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    # The client that started it, JSON [issuer, subject, client id]: only it sees the job.
+    sa.Column("owner_client", sa.Text, nullable=False),
+    sa.Column("status", sa.String(12), nullable=False, index=True),
+    # accepted | in-progress | completed | failed | cancelled
+    sa.Column("request_url", sa.Text, nullable=False),
+    sa.Column("params", sa.Text, nullable=False),  # JSON: level, group, types, since, filters
+    sa.Column("transaction_time", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True)),  # its files are deleted after this
+    sa.Column("progress", sa.String(200)),
+    sa.Column("output", sa.Text),  # JSON [{type, file, count}, ...] once completed
+    sa.Column("errors", sa.Text),  # JSON [message, ...] of a failed job
+    sa.Column("claimed_by", sa.String(80)),
+    sa.Column("claimed_until", sa.DateTime(timezone=True)),
+)
+
+#: The ``jti`` of every client assertion the token endpoint accepted, kept until its ``exp``:
+#: the primary key makes a replayed assertion lose, however close the race.
+token_assertions = sa.Table(
+    "token_assertions", metadata,
+    sa.Column("client_id", sa.String(200), primary_key=True),
+    sa.Column("jti", sa.String(200), primary_key=True),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False, index=True),
 )

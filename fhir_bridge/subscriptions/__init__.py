@@ -7,7 +7,8 @@ assessments and care-plan updates over rest-hook, without losing an update.
 - ``eventlog``: the RecordStore listener that numbers events inside the saving transaction;
 - ``repository``: subscriptions and the event log; ``queue``: delivery state and leases;
 - ``notify``: notification Bundles and status Parameters; ``sender``: the HTTP sender;
-- ``worker``: delivery passes, the loop, the background thread; ``api``: /fhir/Subscription.
+- ``worker``: delivery passes, the loop, the background thread; ``api``: /fhir/Subscription;
+  ``topic_resources``: the topics as SubscriptionTopic resources.
 
 docs/subscriptions.md describes the behaviour.
 """
@@ -23,12 +24,15 @@ from .eventlog import record_events
 
 __all__ = ["install", "record_events", "CAPABILITY"]
 
-#: The CapabilityStatement.rest.resource entry for Subscription.
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
+#: The CapabilityStatement.rest.resource entry for Subscription (install adds the Backport
+#: IG's topic-canonical extension for each topic).
 CAPABILITY: dict[str, Any] = {
     "type": "Subscription",
-    "supportedProfile": [
-        "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/backport-subscription"],
+    "supportedProfile": [f"{BACKPORT}/backport-subscription"],
     "interaction": [{"code": c} for c in ("read", "update", "delete", "create", "search-type")],
+    "searchParam": [{"name": "status", "type": "token"}, {"name": "url", "type": "uri",
+                                                          "documentation": "channel.endpoint"}],
     "operation": [
         {"name": "status", "definition":
          "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/"
@@ -39,13 +43,33 @@ CAPABILITY: dict[str, Any] = {
 }
 
 
+#: The CapabilityStatement.rest.resource entry for SubscriptionTopic (R4B shape).
+TOPIC_CAPABILITY: dict[str, Any] = {
+    "type": "SubscriptionTopic",
+    "interaction": [{"code": "read"}, {"code": "search-type"}],
+    "searchParam": [{"name": n, "type": t} for n, t in (
+        ("url", "uri"), ("resource", "uri"), ("title", "string"), ("_id", "token"))],
+}
+
+
+def capability_entries() -> list[dict[str, Any]]:
+    """Subscription (with a topic-canonical extension per topic) and SubscriptionTopic."""
+    from .topics import load_topics
+
+    topics = [{"url": f"{BACKPORT}/capabilitystatement-subscriptiontopic-canonical",
+               "valueCanonical": t.url} for t in sorted(load_topics().values(),
+                                                        key=lambda t: t.key)]
+    return [{**CAPABILITY, "extension": topics}, TOPIC_CAPABILITY]
+
+
 def install(app: Flask) -> None:
-    """Register /fhir/Subscription and announce it in the CapabilityStatement. The event-log
-    listener is added to the RecordStore by build_bridge, so every writer (API, CLI, pull)
-    records events."""
-    from . import api
+    """Register /fhir/Subscription and /fhir/SubscriptionTopic and announce them in the
+    CapabilityStatement. The event-log listener is added to the RecordStore by build_bridge,
+    so every writer (API, CLI, pull) records events."""
+    from . import api, topic_resources
 
     bridge = app.extensions["fhir_bridge"]
     check_patterns((bridge.config.get("subscriptions") or {}).get("allowed_endpoints") or [])
     app.register_blueprint(api.bp)
-    app.extensions.setdefault("fhir_capability_resources", []).append(CAPABILITY)
+    app.register_blueprint(topic_resources.bp)
+    app.extensions.setdefault("fhir_capability_resources", []).extend(capability_entries())

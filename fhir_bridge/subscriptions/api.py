@@ -27,7 +27,7 @@ from ..fhir import jsonio
 from ..fhir.validate import validate_resource
 from ..store.records import instant, utcnow
 from . import repository
-from .notify import notification_bundle, status_bundle
+from .notify import notification_bundle, status_bundle, statuses_bundle
 from .repository import StoredSubscription, client_key
 from .resource import CONTENTS, SubscriptionSpec, limited_to, parse_subscription, payload_content
 from .topics import load_topics
@@ -38,6 +38,7 @@ bp = Blueprint("subscriptions", __name__, url_prefix="/fhir/Subscription")
 FHIR_JSON = "application/fhir+json"
 MAX_EVENTS = 1000
 MAX_LIST = 500
+STATUSES = ("requested", "active", "error", "off")  # R4 subscription-status
 
 
 def _principal():
@@ -140,18 +141,40 @@ def create():
     return _fhir(_served(sub), 201, _headers(sub))
 
 
-@bp.get("")
-def search():
-    principal = _principal()
-    principal.require("Subscription", "s")
-    unknown = set(request.args) - {"_format"}
-    if unknown:
-        raise BadRequest("unsupported search parameters",
-                         [Issue(n, "is not supported for Subscription", "not-supported")
-                          for n in sorted(unknown)])
-    subs = repository.listing(_bridge().engine, _patient_context(principal), limit=MAX_LIST,
+def _own_subscriptions(principal) -> list[StoredSubscription]:
+    return repository.listing(_bridge().engine, _patient_context(principal), limit=MAX_LIST,
                               owner_client=_owner(principal),
                               with_unowned=_sees_unowned(principal))
+
+
+def _wanted(name: str, allowed: tuple[str, ...] | None = None) -> set[str] | None:
+    """The values of a repeatable search parameter (comma = or; repeats = and), None when
+    absent; a value outside ``allowed`` is refused (it would silently match nothing)."""
+    wanted = None
+    for value in request.args.getlist(name):
+        values = {v for v in value.split(",") if v}
+        bad = sorted(values - set(allowed)) if allowed is not None else []
+        if bad or not values:
+            raise BadRequest("the search cannot be run as written", [Issue(
+                name, f"must be one of {', '.join(allowed)}" if allowed else "is empty")])
+        wanted = values if wanted is None else wanted & values
+    return wanted
+
+
+@bp.get("")
+def search():
+    """``Subscription?status=active,requested&url=<channel endpoint>``: the caller's own."""
+    principal = _principal()
+    principal.require("Subscription", "s")
+    unknown = set(request.args) - {"_format", "_pretty", "status", "url"}
+    if unknown:
+        raise BadRequest("unsupported search parameters",
+                         [Issue(n, "Subscription is searched by status and url",
+                                "not-supported") for n in sorted(unknown)])
+    statuses, urls = _wanted("status", STATUSES), _wanted("url")
+    subs = [s for s in _own_subscriptions(principal)
+            if (statuses is None or s.status in statuses)
+            and (urls is None or (s.content.get("channel") or {}).get("endpoint") in urls)]
     _touched([f"Subscription/{s.id}" for s in subs], [])
     base = _base()
     bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(subs),
@@ -201,6 +224,28 @@ def delete(sub_id: str):
     return Response(status=204)
 
 
+@bp.route("/$status", methods=["GET", "POST"])
+def type_status():
+    """Type-level ``$status``: the status of each of the caller's subscriptions, or of those
+    named by ``id`` (comma-separated or repeated) and with a ``status`` among those given."""
+    principal = _principal()
+    principal.require("Subscription", "r")
+    args = _operation_args(repeated=True)
+    unknown = {name for name, _ in args} - {"id", "status", "_format", "_pretty"}
+    if unknown:
+        raise BadRequest("unknown parameters", [Issue(n, "is not a parameter of $status",
+                                                      "not-supported") for n in sorted(unknown)])
+    ids = {v for n, value in args if n == "id" for v in value.split(",") if v}
+    statuses = {v for n, value in args if n == "status" for v in value.split(",") if v}
+    if statuses - set(STATUSES):
+        raise BadRequest("unknown status", [Issue("status", f"must be one of "
+                                                            f"{', '.join(STATUSES)}")])
+    subs = [s for s in _own_subscriptions(principal)
+            if (not ids or s.id in ids) and (not statuses or s.status in statuses)]
+    _touched([f"Subscription/{s.id}" for s in subs], [])
+    return _fhir(statuses_bundle(subs, _base(), utcnow()))
+
+
 @bp.route("/<sub_id>/$status", methods=["GET", "POST"])
 def status(sub_id: str):
     principal = _principal()
@@ -217,9 +262,10 @@ def _focus_type(sub: StoredSubscription) -> str:
     return parse_criteria(sub.filters[0]).resource_type if sub.filters else "Subscription"
 
 
-def _operation_args() -> dict[str, str]:
-    """Parameters of an operation: the query string, or a Parameters body on POST."""
-    args = {k: v for k, v in request.args.items()}
+def _operation_args(repeated: bool = False):
+    """Parameters of an operation: the query string, or a Parameters body on POST; a dict,
+    or with ``repeated`` a list of (name, value) keeping every repeat."""
+    pairs = list(request.args.items(multi=True))
     if request.method == "POST" and request.get_data(cache=True):
         body = json_body()
         if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
@@ -232,8 +278,8 @@ def _operation_args() -> dict[str, str]:
                 raise BadRequest("malformed parameter",
                                  [Issue(f"Parameters.parameter[{index}]",
                                         "needs a name and a value")])
-            args[param["name"]] = str(value)
-    return args
+            pairs.append((param["name"], str(value)))
+    return pairs if repeated else dict(pairs)
 
 
 def _number(args: dict[str, str], name: str, default: int) -> int:

@@ -103,10 +103,19 @@ def notification_bundle(sub: StoredSubscription, kind: str, events: list[Event],
 
 def status_bundle(sub: StoredSubscription, base: str, now: dt.datetime) -> dict:
     """What ``$status`` returns: a searchset Bundle with the status Parameters."""
-    parameters = status_parameters(sub, "query-status", [], "empty", base)
+    return statuses_bundle([sub], base, now)
+
+
+def statuses_bundle(subs: list[StoredSubscription], base: str, now: dt.datetime) -> dict:
+    """What type-level ``$status`` returns: one status Parameters per subscription."""
+    entries = []
+    for sub in subs:
+        parameters = status_parameters(sub, "query-status", [], "empty", base)
+        entries.append({"fullUrl": f"urn:uuid:{parameters['id']}", "resource": parameters,
+                        "search": {"mode": "match"}})
     bundle = {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset",
-              "timestamp": instant(now), "total": 1,
-              "entry": [{"fullUrl": f"urn:uuid:{parameters['id']}", "resource": parameters,
-                         "search": {"mode": "match"}}]}
+              "timestamp": instant(now), "total": len(entries)}
+    if entries:
+        bundle["entry"] = entries
     validate_resource(bundle)
     return bundle

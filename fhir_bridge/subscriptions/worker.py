@@ -34,6 +34,7 @@ from ..audit import AuditEntry
 from ..errors import BridgeError
 from ..facade.urls import fhir_base
 from ..fhir import jsonio
+from ..store import counters
 from ..store.records import utcnow
 from . import queue, repository
 from .notify import notification_bundle
@@ -54,6 +55,14 @@ class PassReport:
     events: int = 0
     heartbeats: int = 0
     failures: int = 0
+
+    def totals(self) -> dict[str, int]:
+        """What this pass adds to the running totals (store/counters.py, /metrics)."""
+        amounts = {f"delivery_{name}": getattr(self, name) for name in
+                   ("handshakes", "notifications", "events", "heartbeats", "failures")}
+        if self.notifications or self.heartbeats or self.handshakes:
+            amounts["delivery_ok"] = 1
+        return amounts
 
 
 def settings_of(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -104,6 +113,7 @@ class Deliverer:
                     log.warning("subscription %s: lease lost, another worker has it", sub_id)
         finally:
             queue.release(self.engine, token)
+            counters.add(self.engine, "subscriptions", report.totals())
         return report
 
     def run_forever(self, stop: threading.Event, poll_seconds: float | None = None) -> None:

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 from .. import audit
 from ..errors import RemoteUnavailable
 from ..fhir import jsonio, references
+from ..store import foreign
 from ..store import tables as t
 from . import remote_map
 from .targets import BRIDGE_TAG
@@ -66,6 +67,7 @@ def build(conn: sa.Connection, target: str, entries: list[Entry]) -> dict:
     known = remote_map.load(conn, target, needed)
     identities = {key: identity(jsonio.loads(row.content))
                   for key, row in current(conn, needed - set(known)).items()}
+    theirs = foreign.held(conn, set(in_bundle))  # an EHR's resources: not tagged as ours
     out = []
     for e in entries:
         full_url = f"urn:uuid:{entry_uuid(target, e.key)}"
@@ -80,8 +82,8 @@ def build(conn: sa.Connection, target: str, entries: list[Entry]) -> dict:
         resource.pop("id")
         if e.remote is not None:
             resource["id"] = e.remote.remote_id
-        meta = resource.setdefault("meta", {})
-        meta["tag"] = [BRIDGE_TAG]
+        if e.key not in theirs:
+            resource.setdefault("meta", {})["tag"] = [BRIDGE_TAG]
 
         def rewrite_one(ref: str) -> str:
             key = references.split(ref)
@@ -110,6 +112,8 @@ def build(conn: sa.Connection, target: str, entries: list[Entry]) -> dict:
 def identity(resource: dict) -> tuple[str, str] | None:
     """The bridge's own identifier: the mapping engine always writes it first."""
     identifiers = resource.get("identifier") or []
+    if isinstance(identifiers, dict):  # QuestionnaireResponse: one Identifier
+        identifiers = [identifiers]
     return (identifiers[0]["system"], identifiers[0]["value"]) if identifiers else None
 
 

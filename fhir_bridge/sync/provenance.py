@@ -9,6 +9,7 @@ import uuid
 
 import sqlalchemy as sa
 
+from ..facade.indexing import reindex
 from ..fhir import jsonio
 from ..fhir.validate import validate_resource
 from ..store import tables as t
@@ -68,5 +69,6 @@ def provenance_listener():
             conn.execute(t.resource_history.insert().values(
                 resource_type="Provenance", id=resource["id"], version_id=1, last_updated=now,
                 content=content, deleted=False, source=group[0].source))
+            reindex(conn, "Provenance", resource["id"], resource)
 
     return listen

@@ -10,7 +10,12 @@ For each resource read:
   outbox: then a conflict record keeps both versions and nothing is overwritten;
 - a resource the bridge never wrote (an EHR's own data): imported with the records it points at
   (patient, practitioner, condition, ...), read from the target as needed.
-Whatever cannot be mapped is stored in ``sync_rejects`` with its reason, never dropped.
+A resource the bridge never wrote is read as foreign (mapping/foreign.py): it is kept as sent
+beside its record, and each element the record has no place for is noted once, by its
+FHIRPath and why, in the report and in ``sync_notes``. A reference to something that could not
+be imported (or a type the bridge never imports) stays an external reference, with a note.
+Whatever cannot be made into a record at all is stored in ``sync_rejects`` with its reason,
+never dropped.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import sqlalchemy as sa
 
@@ -26,11 +31,13 @@ from ..errors import BridgeError, MappingError, RemoteError
 from ..fhir import jsonio, references
 from ..mapping.document import load_record
 from ..mapping.engine import Mapper
+from ..mapping.foreign import Foreign, parse_foreign
 from ..model import concept_by_name
 from ..model.common import ID_PATTERN
+from ..store import counters
 from ..store import tables as t
-from ..store.records import RecordStore, utcnow
-from . import remote_map
+from ..store.records import RecordStore
+from . import notes as sync_notes, rejects, remote_map
 from .conflicts import record_conflict
 from .targets import Target
 
@@ -51,6 +58,15 @@ class PullReport:
     rejected: int = 0
     members: int = 0  # items and totals of a panel: they come in with the panel
     reasons: list[str] = field(default_factory=list)
+    #: "Type/id: FHIRPath: reason" of each element kept as sent without a place in the record
+    notes: list[str] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        """What this pull adds to the running totals (store/counters.py, /metrics)."""
+        amounts = {f"pull_{name}": getattr(self, name) for name in
+                   ("seen", "applied", "imported", "unchanged", "conflicts", "rejected")}
+        amounts["pull_ok"] = 1
+        return amounts
 
 
 class Puller:
@@ -63,6 +79,7 @@ class Puller:
         self.target = target
         self.types = types
         self.source = f"pull:{target.name}"
+        self._refused: set[tuple[str, str]] = set()  # this pull's rejects: refused once each
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -73,13 +90,25 @@ class Puller:
                 rr.c.target == self.target.name, rr.c.resource_type == "Patient")
                 .order_by(rr.c.remote_id)).scalars())
 
-    def pull(self, patients: list[str] | None = None) -> PullReport:
+    def pull(self, patients: list[str] | None = None,
+             progress: Callable[[PullReport], None] | None = None) -> PullReport:
+        """Pull each patient's resources; ``progress`` gets the running totals after each
+        patient."""
         report = PullReport()
-        for patient in patients or self.managed_patients():
-            if patients:
-                self._ensure_local(f"Patient/{patient}", report, depth=0)
-            for rtype in self.types:
-                self._pull_type(rtype, patient, report)
+        self._refused = set()
+        try:
+            for patient in patients or self.managed_patients():
+                if patients:
+                    self._ensure_local(f"Patient/{patient}", report, depth=0)
+                for rtype in self.types:
+                    self._pull_type(rtype, patient, report)
+                if progress is not None:
+                    progress(report)
+        except RemoteError:
+            counters.add(self.engine, self.target.name, {**report.totals(), "pull_ok": 0,
+                                                         "pull_failed": 1})
+            raise
+        counters.add(self.engine, self.target.name, report.totals())
         return report
 
     def pull_one(self, resource: dict) -> PullReport:
@@ -149,8 +178,15 @@ class Puller:
             return
         edited = self._localize(resource, local_id=known.local_id)
         try:
-            record = self._rebuild(local.concept, local.record_id, (rtype, known.local_id), edited)
-            self._save(local.concept, record, rtype, known.local_id, rid, version)
+            if self._kept(rtype, known.local_id):  # foreign: read again, kept again
+                foreign = parse_foreign(self.mapper, edited, resolve=self._remote_resolver(),
+                                        record_id=local.record_id)
+                report.notes += self._save(local.concept, foreign.record, rtype,
+                                           known.local_id, rid, version, foreign=foreign)
+            else:
+                record = self._rebuild(local.concept, local.record_id, (rtype, known.local_id),
+                                       edited)
+                self._save(local.concept, record, rtype, known.local_id, rid, version)
         except BridgeError as exc:
             self._reject(resource, _describe(exc), report)
             return
@@ -159,6 +195,8 @@ class Puller:
     def _import(self, resource: dict, report: PullReport, depth: int) -> str | None:
         """A resource the bridge never wrote (or whose write we never heard back about)."""
         rtype, rid = resource["resourceType"], resource["id"]
+        if (rtype, rid) in self._refused:  # read again by another path in this pull
+            return None
         version = (resource.get("meta") or {}).get("versionId")
         mapping = self.mapper.classify(resource)
         if mapping is None or mapping.child:
@@ -168,22 +206,19 @@ class Puller:
                 return None
             self._reject(resource, f"no mapping reads this {rtype}", report)
             return None
+        importable = {m.resource_type for m in self.mapper.mappings.values() if not m.child}
         for ref in references.references(resource, skip=("hasMember",)):
-            if references.split(ref) and self._ensure_local(ref, report, depth + 1) is None:
-                self._reject(resource, f"points at {ref}, which could not be imported", report)
-                return None
+            key = references.split(ref)
+            if key and key[0] in importable:  # else: an external reference (noted)
+                self._ensure_local(ref, report, depth + 1)
         local_hint = _local_id(rid)
         edited = self._localize(resource, local_id=f"{mapping.id_prefix}-{local_hint}")
         try:
-            back = self.mapper.to_internal(edited, resolve=self._remote_resolver())
-            lost = [f"{path}: {why}" for path, why in back.unmapped]
-            if lost:
-                raise MappingError("; ".join(lost), "parse")
-            record = back.record
-            if record.get("id") in (None, rid) or not _ID.match(str(record.get("id"))):
-                record["id"] = local_hint
-            local_id = self.mapper.resource_id(back.concept, record["id"])
-            self._save(back.concept, record, rtype, local_id, rid, version, adopt=True)
+            foreign = parse_foreign(self.mapper, edited, resolve=self._remote_resolver(),
+                                    record_id=local_hint)
+            local_id = self.mapper.resource_id(foreign.concept, local_hint)
+            report.notes += self._save(foreign.concept, foreign.record, rtype, local_id, rid,
+                                       version, adopt=True, foreign=foreign)
         except BridgeError as exc:
             self._reject(resource, _describe(exc), report)
             return None
@@ -208,7 +243,10 @@ class Puller:
     # -- helpers --------------------------------------------------------------------------------
 
     def _save(self, concept_name: str, record: dict, rtype: str, local_id: str, remote_id: str,
-              version: str | None, adopt: bool = False) -> None:
+              version: str | None, adopt: bool = False,
+              foreign: Foreign | None = None) -> list[str]:
+        """Save a record read from the target; for a foreign one, the notes not made before
+        ("Type/id: FHIRPath: reason")."""
         concept = concept_by_name(concept_name)
         record = load_record(concept, record)
 
@@ -230,8 +268,16 @@ class Puller:
                         t.outbox.c.status == "pending").values(status="done"))
             remote_map.remember(conn, self.target.name, rtype, local_id, remote_id, version,
                                 current)
+            rejects.clear(conn, self.target.name, rtype, remote_id)  # taken in after all
 
-        self.store.save([(concept, record)], also=settle, source=self.source)
+        self.store.save([(concept, record)], also=settle, source=self.source,
+                        keep=[foreign] if foreign is not None else [])
+        if foreign is None or not foreign.notes:
+            return []
+        with self.engine.begin() as conn:
+            new = sync_notes.record_notes(conn, self.target.name, rtype, remote_id,
+                                          foreign.notes)
+        return [f"{rtype}/{remote_id}: {path}: {why}" for path, why in new]
 
     def _rebuild(self, concept: str, record_id: str, edited_key: tuple[str, str],
                  edited: dict) -> dict:
@@ -305,6 +351,12 @@ class Puller:
         entries = bundle.get("entry") or []
         return entries[0]["resource"]["id"] if entries else None
 
+    def _kept(self, rtype: str, local_id: str) -> bool:
+        fc = t.foreign_content
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.literal(1)).where(
+                fc.c.resource_type == rtype, fc.c.id == local_id)).first() is not None
+
     def _local_row(self, rtype: str, local_id: str):
         with self.engine.connect() as conn:
             return conn.execute(sa.select(t.resources).where(
@@ -318,13 +370,10 @@ class Puller:
                 o.c.status.in_(("pending", "conflict")))).first() is not None
 
     def _reject(self, resource: dict, reason: str, report: PullReport) -> None:
+        self._refused.add((resource["resourceType"], str(resource.get("id"))))
         report.rejected += 1
         report.reasons.append(f"{resource['resourceType']}/{resource.get('id')}: {reason}")
-        with self.engine.begin() as conn:
-            conn.execute(t.sync_rejects.insert().values(
-                target=self.target.name, resource_type=resource["resourceType"],
-                remote_id=str(resource.get("id")), reason=reason[:4000],
-                content=jsonio.dumps(resource), created_at=utcnow()))
+        rejects.record(self.engine, self.target.name, resource, reason)  # once per reason
 
 
 def _local_id(remote_id: str) -> str:

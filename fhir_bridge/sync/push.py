@@ -19,15 +19,17 @@ same requests one by one, in dependency order.
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable
 
 import sqlalchemy as sa
 
 from .. import audit
 from ..errors import RemoteConflict, RemoteError, RemoteRejected, RemoteUnavailable
 from ..fhir import jsonio
-from ..store import outbox
+from ..store import counters, outbox
 from ..store import tables as t
 from ..store.records import utcnow
 from . import dependencies, remote_map
@@ -55,6 +57,15 @@ class PushReport:
         self.unavailable = self.unavailable or other.unavailable
         self.errors.extend(other.errors)
 
+    def totals(self) -> dict[str, int]:
+        """What this report adds to the running totals (store/counters.py, /metrics)."""
+        amounts = {f"push_{name}": getattr(self, name) for name in
+                   ("sent", "unchanged", "retried", "dead", "conflicts", "bundles")}
+        amounts["push_unavailable"] = int(self.unavailable)
+        if not self.unavailable and (self.sent or self.unchanged):
+            amounts["push_ok"] = 1
+        return amounts
+
 
 @dataclass
 class Batch:
@@ -80,7 +91,9 @@ class Pusher:
         self.worker = worker
         self.transactions = transactions
 
-    def push_all(self, max_batches: int | None = None) -> PushReport:
+    def push_all(self, max_batches: int | None = None,
+                 stop: "threading.Event | None" = None,
+                 progress: "Callable[[PushReport], None] | None" = None) -> PushReport:
         """Push until no row is due (or max_batches), or the target is unreachable: then the
         rows wait in the outbox for their backoff and a later pass.
 
@@ -88,7 +101,9 @@ class Pusher:
         thread), so the bridge's own work hides behind the server's. Its references to the
         bundle in flight go by identifier, which resolves once that bundle has committed; the
         check for unconfirmed dependencies runs only when a batch is about to go, after the
-        one before it has been answered."""
+        one before it has been answered. With ``stop`` set (a worker told to end), the batch
+        in flight is finished and no other is claimed. ``progress`` gets the running totals
+        after each batch."""
         report = PushReport()
         batches = 0
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="push-send") as sender:
@@ -97,10 +112,13 @@ class Pusher:
                 in_flight = sender.submit(self._deliver, batch)
                 batches += 1
                 upcoming = None
-                if max_batches is None or batches < max_batches:
+                if (max_batches is None or batches < max_batches) and \
+                        not (stop is not None and stop.is_set()):
                     upcoming = self._prepare()
                 one = in_flight.result()
                 report.add(one)
+                if progress is not None:
+                    progress(report)
                 if one.unavailable:
                     if upcoming is not None:  # not tried: back in the queue as it was
                         outbox.unclaim(self.engine, upcoming.token)
@@ -136,8 +154,12 @@ class Pusher:
         return batch
 
     def _deliver(self, batch: "Batch") -> PushReport:
-        if not batch.units:
-            return batch.report
+        if batch.units:
+            self._transmit_batch(batch)
+        counters.add(self.engine, self.target.name, batch.report.totals())
+        return batch.report
+
+    def _transmit_batch(self, batch: "Batch") -> None:
         if self.transactions:
             self._send(batch.token, batch.units, batch.report, bundle=batch.bundle)
         else:
@@ -145,7 +167,6 @@ class Pusher:
             # already confirmed (no urn:uuid to point at outside a bundle).
             for entry in batch.todo:
                 self._send(batch.token, [[entry]], batch.report)
-        return batch.report
 
     # -- reading the claimed rows ---------------------------------------------------------------
 

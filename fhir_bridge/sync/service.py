@@ -225,6 +225,9 @@ def sync_status(bridge) -> dict:
     with bridge.engine.connect() as conn:
         conflicts = conn.execute(sa.select(sa.func.count()).select_from(t.sync_conflicts)
                                  .where(t.sync_conflicts.c.status == "open")).scalar()
-        rejects = conn.execute(sa.select(sa.func.count()).select_from(t.sync_rejects)).scalar()
+        r = t.sync_rejects.c
+        rejects = conn.execute(sa.select(sa.func.count()).select_from(
+            sa.select(r.target, r.resource_type, r.remote_id).distinct().subquery())).scalar()
+    # pull_rejects: resources held back (each once, whatever its reasons: sync rejects lists)
     return {"outbox": outbox.status_counts(bridge.engine), "open_conflicts": conflicts,
             "pull_rejects": rejects}

@@ -9,8 +9,9 @@ The modules of this package hold them by subject; importing the package register
 
 from __future__ import annotations
 
-from . import (adherence, codes, datatypes, observations, plans, quantities,  # noqa: F401
-               references, scalars, scoring)
+from . import (activities, adherence, answers, codes, datatypes, medication,  # noqa: F401
+               observations, plans, quantities, references, responses, scalars,
+               scoring, values, vocabulary)
 from .codes import coded, decoded
 from .quantities import internal_unit, ucum_quantity
 from .registry import TRANSFORMS, UCUM, Transform, get_transform, transform

@@ -1,4 +1,4 @@
-"""Codes: CodeableConcepts from the terminology tables, local codes otherwise, medications."""
+"""Codes: CodeableConcepts from the terminology tables, local codes otherwise."""
 
 from __future__ import annotations
 
@@ -22,14 +22,22 @@ def coded(ctx: Context, tables: list[str], key: str, local: str, text: bool = Tr
     return {"coding": [coding], "text": shown} if text else {"coding": [coding]}
 
 
-def decoded(ctx: Context, tables: list[str], local: str, concept: dict) -> str | None:
-    """The internal key of a CodeableConcept: a table key, else a local code's display."""
-    codings = concept.get("coding") or []
+def table_key(ctx: Context, tables: list[str], codings: list[dict]) -> str | None:
+    """The key of the first coding one of the terminology tables holds."""
     for coding in codings:
         for name in tables:
             code = ctx.terminology.table(name).lookup(coding.get("system"), coding.get("code"))
             if code is not None:
                 return code.key
+    return None
+
+
+def decoded(ctx: Context, tables: list[str], local: str, concept: dict) -> str | None:
+    """The internal key of a CodeableConcept: a table key, else a local code's display."""
+    codings = concept.get("coding") or []
+    key = table_key(ctx, tables, codings)
+    if key is not None:
+        return key
     local_system = ctx.terminology.local_system(local)
     for coding in codings:
         if coding.get("system") == local_system:
@@ -72,29 +80,5 @@ def _local_concept():
                 return coding.get("code")
         c.unmapped.append((a["system"], f"no {system} coding"))
         return None
-
-    return forward, reverse
-
-
-@transform("medication")
-def _medication():
-    """[drug, product] <-> medicationCodeableConcept. The drug is an RxNorm ingredient when the
-    table holds it, else a local code; the product, when given, is the concept's text."""
-    def forward(v, a, c):
-        drug, product = v
-        concept = coded(c, ["rxnorm-drugs"], drug, "medication", text=False)
-        if product:
-            concept["text"] = product
-        elif concept["coding"][0]["system"] != "http://www.nlm.nih.gov/research/umls/rxnorm":
-            concept["text"] = drug
-        return concept
-
-    def reverse(v, a, c):
-        drug = decoded(c, ["rxnorm-drugs"], "medication", {"coding": v.get("coding") or []})
-        text = v.get("text")
-        if drug is None:
-            return text, None
-        product = text if text and text != drug else None
-        return drug, product
 
     return forward, reverse

@@ -6,9 +6,10 @@ from __future__ import annotations
 from ...errors import MappingError
 from ..catalogs import instruments, measurement_kinds
 from ..context import Context
+from .answers import item_of_code, score_of
 from .codes import coded, decoded
 from .quantities import internal_unit, ucum_quantity
-from .registry import transform
+from .registry import get_transform, transform
 
 
 def _instrument_code(ctx: Context, term_key: str) -> dict:
@@ -43,7 +44,23 @@ def _instrument_panel():
 
 @transform("instrument_total")
 def _instrument_total():
-    return (lambda v, a, c: _instrument_code(c, instruments()[v].total)), (lambda v, a, c: None)
+    """instrument <-> the code of its total score (read back to tell a panel's total)."""
+    return (lambda v, a, c: _instrument_code(c, instruments()[v].total)), \
+        (lambda v, a, c: _instrument_of(c, v, "total"))
+
+
+@transform("score_text")
+def _score_text():
+    """Reverse only: a total sent as valueString ("12", as US Core's PHQ-9 example does) or
+    valueInteger/valueDecimal, as a whole number; anything else is reported."""
+    def reverse(v, a, c):
+        text = str(v).strip()
+        if text.isdigit() or (isinstance(v, float) and v.is_integer()):
+            return int(float(text))
+        c.unmapped.append(("value[x]", f"total score {text!r} is not a whole number"))
+        return None
+
+    return (lambda v, a, c: None), reverse
 
 
 @transform("instrument_item")
@@ -59,19 +76,7 @@ def _instrument_item():
                   "code": f"{key}.item-{number}", "display": item.text}
         return {"coding": [coding], "text": item.text}
 
-    def reverse(v, a, c):
-        for coding in v.get("coding") or []:
-            code = c.terminology.table("instruments").lookup(coding.get("system"),
-                                                             coding.get("code"))
-            if code is not None and ".item-" in code.key:
-                key, number = code.key.rsplit(".item-", 1)
-                return key, int(number)
-            if coding.get("system") == c.terminology.local_system("instrument-item"):
-                key, number = coding["code"].rsplit(".item-", 1)
-                return key, int(number)
-        return None, None
-
-    return forward, reverse
+    return forward, (lambda v, a, c: item_of_code(c, v))
 
 
 @transform("score")
@@ -203,3 +208,60 @@ def _measurement_profile():
         return [kind.profile or a[kind.category]]
 
     return forward, (lambda v, a, c: None)
+
+
+@transform("assessment_components")
+def _assessment_components():
+    """Reverse only: a panel that carries its answers as ``component`` (code + value each)
+    instead of hasMember Observations -> (items, total, unread_members). A component whose
+    code is no item or total of the panel's instrument is kept as sent, with the reason."""
+    def reverse(v, a, c):
+        key = _instrument_of(c, (c.resource or {}).get("code") or {}, "panel")
+        if key is None:
+            return None  # the panel's code rule reports it
+        items, total, kept = [], None, []
+        for comp in v:
+            code = comp.get("code") or {}
+            item_key, number = item_of_code(c, code)
+            item = instruments()[key].item(number) if item_key == key else None
+            if item is not None:
+                score, why = score_of(c, item, comp)
+                if score is None:
+                    c.unmapped.append((f"component ({key} item {number})", why))
+                else:
+                    items.append({"number": number, "value": score})
+            elif _instrument_of(c, code, "total") == key:
+                total = _component_total(comp, c)
+            else:
+                kept.append({"component": comp, "reason": f"{_code_text(code)} is not an item "
+                             f"of {key} the bridge knows: kept as sent, not scored"})
+        return items, total, kept or None
+
+    return (lambda v, a, c: None), reverse
+
+
+@transform("kept_components")
+def _kept_components():
+    """Forward only: the components a panel was read with that the bridge could not read,
+    written back as they were sent."""
+    def forward(v, a, c):
+        return [k["component"] for k in v if "component" in k] or None
+
+    return forward, (lambda v, a, c: None)
+
+
+def _component_total(comp: dict, ctx: Context) -> int | None:
+    for name in ("valueInteger", "valueString", "valueDecimal"):
+        if name in comp:
+            return get_transform("score_text").reverse(comp[name], {}, ctx)
+    if isinstance(comp.get("valueQuantity"), dict):
+        return get_transform("score").reverse(comp["valueQuantity"], {}, ctx)
+    ctx.unmapped.append(("component (total)", "no whole-number value"))
+    return None
+
+
+def _code_text(code: dict) -> str:
+    codings = code.get("coding") or [{}]
+    first = codings[0]
+    return f"{first.get('system')}|{first.get('code')}" if first.get("code") else \
+        repr(code.get("text") or "an uncoded component")

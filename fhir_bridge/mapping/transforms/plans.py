@@ -6,29 +6,15 @@ import html
 import re
 
 from ..catalogs import measurement_kinds
-from .codes import coded, decoded
+from .codes import coded
 from .registry import transform
-
-
-@transform("activity_reference")
-def _activity_reference():
-    """[kind, prescription_id] <-> activity.reference (medication activities only)."""
-    def forward(v, a, c):
-        kind, prescription_id = v
-        if kind != "medication":
-            return None
-        return {"reference": c.mapper.reference("prescription", prescription_id)}
-
-    def reverse(v, a, c):
-        return "medication", c.mapper.internal_id("prescription", v.get("reference"), c)
-
-    return forward, reverse
 
 
 @transform("activity_code")
 def _activity_code():
-    """[kind, topic, measure] <-> activity.detail.code: local activity-kind coding, topic as
-    text; a monitoring activity's test adds the measurement's coding (verified LOINC or local)."""
+    """Forward: [kind, topic, measure] -> activity.detail.code: local activity-kind coding, topic
+    as text; a monitoring activity's test adds the measurement's coding (verified LOINC or
+    local). Read back by plan_activity_detail (activities.py)."""
     def forward(v, a, c):
         kind, topic, measure = v
         if kind == "medication":
@@ -41,23 +27,7 @@ def _activity_code():
                              "measurement")["coding"]
         return {"coding": codings, "text": topic}
 
-    def reverse(v, a, c):
-        system = c.terminology.local_system("care-plan-activity")
-        kind = next((x["code"] for x in v.get("coding") or [] if x.get("system") == system),
-                    None)
-        if kind is None:
-            c.unmapped.append(("activity.detail.code", "no care-plan-activity coding"))
-        measure = None
-        others = [x for x in v.get("coding") or [] if x.get("system") != system]
-        if others:
-            key = decoded(c, ["measurements"], "measurement", {"coding": others})
-            measure = next((k.key for k in measurement_kinds().values() if k.code == key),
-                           None)
-            if measure is None:
-                c.unmapped.append(("activity.detail.code", f"{key!r} is not a measurement"))
-        return kind, v.get("text"), measure
-
-    return forward, reverse
+    return forward, (lambda v, a, c: None)  # read back by plan_activity_detail
 
 
 @transform("monitored_prescription")
@@ -77,24 +47,27 @@ def _monitored_prescription():
     return forward, reverse
 
 
-_OVERDUE = re.compile(r"^Overdue since (\d{4}-\d\d-\d\d)$")
+_OVERDUE = re.compile(r"^Overdue since (\d{4}-\d\d-\d\d)(?: until (\d{4}-\d\d-\d\d))?$")
 
 
 @transform("overdue_reason")
 def _overdue_reason():
-    """overdue_since <-> activity.detail.statusReason (local code "overdue", the date in the
-    text)."""
+    """[overdue_since, overdue_until] <-> activity.detail.statusReason (local code "overdue",
+    the dates in the text: "Overdue since 2025-10-21", "... until 2025-10-24" once done)."""
     def forward(v, a, c):
+        since, until = v
+        if since is None:
+            return None
         return {"coding": [{"system": c.terminology.local_system("activity-status-reason"),
                             "code": "overdue", "display": "Overdue"}],
-                "text": f"Overdue since {v}"}
+                "text": f"Overdue since {since}" + (f" until {until}" if until else "")}
 
     def reverse(v, a, c):
         found = _OVERDUE.match(v.get("text") or "")
         if found is None:
             c.unmapped.append(("activity.detail.statusReason", "not an overdue reason"))
-            return None
-        return found.group(1)
+            return None, None
+        return found.group(1), found.group(2)
 
     return forward, reverse
 

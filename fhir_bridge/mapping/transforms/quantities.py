@@ -76,6 +76,10 @@ def _schedule():
     def reverse(v, a, c):
         repeat = v.get("repeat") or {}
         bounds = repeat.get("boundsPeriod") or {}
+        if not (repeat.get("period") and repeat.get("periodUnit") and bounds.get("start")):
+            c.unmapped.append(("scheduledTiming", "not a repeating schedule (repeat.period, "
+                                                  "periodUnit and boundsPeriod.start)"))
+            return None
         out = {"frequency": repeat.get("frequency", 1), "period": float(repeat["period"]),
                "period_unit": c.value_maps["period-unit"].to_internal(repeat["periodUnit"]),
                "start": bounds["start"][:10]}

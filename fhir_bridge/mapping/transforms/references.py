@@ -45,7 +45,8 @@ def _references():
         return [{"reference": c.mapper.reference(a["kind"], x)} for x in v] or None
 
     def reverse(v, a, c):
-        return [c.mapper.internal_id(a["kind"], r.get("reference"), c) for r in v]
+        ids = [c.mapper.internal_id(a["kind"], r.get("reference"), c) for r in v]
+        return [i for i in ids if i is not None]  # external ones: kept as sent (foreign)
 
     return forward, reverse
 
@@ -61,7 +62,8 @@ def _person_reverse(ref, c):
     reference = ref.get("reference") or ""
     for person_type, kind in PERSON_KINDS.items():
         if reference.startswith(c.mapper.resource_type(kind) + "/"):
-            return {"type": person_type, "id": c.mapper.internal_id(kind, reference, c)}
+            found = c.mapper.internal_id(kind, reference, c)
+            return {"type": person_type, "id": found} if found is not None else None
     c.unmapped.append(("reference", f"{reference!r} is not a patient, practitioner or caregiver"))
     return None
 

@@ -1,0 +1,197 @@
+"""Foreign FHIR round trip against the real HAPI: hand-written EHR resources
+(fixtures/foreign/) are loaded into HAPI, pulled, changed in the bridge and pushed back. Each
+resource on HAPI afterwards equals the original element by element, except the elements the
+practice changed; nothing is refused, and what the internal model cannot hold is noted once per
+element (by FHIRPath, with the reason) in the pull report and in sync_notes."""
+
+import json
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from fhir_bridge import PROJECT_ROOT
+from fhir_bridge.store import tables as t
+
+from .test_sync_pull_hapi import HEADERS, edit_on_server, make_puller
+from .test_sync_push_hapi import make_pusher
+
+pytestmark = pytest.mark.hapi
+FOREIGN = PROJECT_ROOT / "fixtures" / "foreign"
+#: HAPI's own bookkeeping, not the sender's content
+SERVER_ELEMENTS = ("meta.versionId", "meta.lastUpdated", "meta.source")
+
+
+def foreign_resources() -> dict[str, dict]:
+    return {f"{r['resourceType']}/{r['id']}": r
+            for r in (json.loads(p.read_text()) for p in sorted(FOREIGN.glob("*.json")))}
+
+
+def load_into(base: str, resources: dict[str, dict]) -> None:
+    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+        {"resource": r, "request": {"method": "PUT", "url": ref}}
+        for ref, r in resources.items()]}
+    response = requests.post(base, data=json.dumps(bundle), headers=HEADERS, timeout=120)
+    assert response.status_code == 200, response.text
+
+
+def leaves(value, path=""):
+    """Every leaf of a resource as {FHIRPath-like path: value}."""
+    if isinstance(value, dict):
+        return {k: v for key, item in value.items()
+                for k, v in leaves(item, f"{path}.{key}" if path else key).items()}
+    if isinstance(value, list):
+        return {k: v for i, item in enumerate(value)
+                for k, v in leaves(item, f"{path}[{i}]").items()}
+    return {path: value}
+
+
+def differences(before: dict, after: dict) -> set[str]:
+    a, b = leaves(before), leaves(after)
+    return {p for p in set(a) | set(b) if a.get(p) != b.get(p)
+            and not p.startswith(SERVER_ELEMENTS)}
+
+
+@pytest.fixture
+def pulled(app, hapi_url):
+    """On SQLite and PostgreSQL."""
+    originals = foreign_resources()
+    load_into(hapi_url, originals)
+    bridge = app.extensions["fhir_bridge"]
+    pusher = make_pusher(bridge, hapi_url)
+    report = make_puller(bridge, pusher).pull(patients=["ehr-pat-1"])
+    return app, bridge, pusher, hapi_url, originals, report
+
+
+def test_every_foreign_resource_is_imported_and_nothing_is_refused(pulled):
+    app, bridge, pusher, base, originals, report = pulled
+    assert report.rejected == 0 and report.reasons == [], report.reasons
+    with bridge.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.sync_rejects)).scalar() == 0
+    counts = bridge.store.counts()
+    for concept in ("patient", "practitioner", "caregiver", "care-team", "care-plan",
+                    "prescription", "diagnosis", "measurement"):
+        assert counts.get(concept) == 1, (concept, counts)
+    client = app.test_client()
+    patient = client.get("/api/v1/patients/ehr-pat-1").json
+    assert patient["mrn"] == "MRN-40021"
+    assert client.get("/api/v1/caregivers/ehr-rp-mother").json["relationship"] == "mother"
+    team = client.get("/api/v1/care-teams/ehr-ct-1").json
+    assert [p["role"] for p in team["participants"]] == ["primary-care-physician",
+                                                         "informal-caregiver"]
+    plan = client.get("/api/v1/care-plans/ehr-cp-1").json
+    assert [(a["kind"], a.get("topic")) for a in plan["activities"]] == [
+        ("psychotherapy", "Cognitive behavioral therapy"), ("medication", None),
+        ("follow-up", "Follow-up visit"), ("lifestyle", "Sleep hygiene"),
+        ("referral", "Referral to psychologist")]
+    assert plan["activities"][0]["schedule"]["period_unit"] == "week"
+    assert plan["activities"][2]["due_by"] == "2026-10-08"
+    rx = client.get("/api/v1/prescriptions/ehr-rx-1").json
+    assert (rx["drug"], rx["product"]) == ("sertraline", "sertraline 50 MG Oral Tablet")
+
+
+def test_what_the_record_cannot_hold_is_noted_once_by_fhirpath_with_the_reason(pulled):
+    app, bridge, pusher, base, originals, report = pulled
+    noted = {n.split(": ", 2)[1]: n for n in report.notes}
+    for path in ("Practitioner.identifier[0]", "Practitioner.name[0].prefix",
+                 "Practitioner.telecom[1]", "Patient.identifier[1]", "Patient.extension",
+                 "Patient.identifier[0].system", "CarePlan.activity[4].reference",
+                 "Condition.code.coding"):
+        assert path in noted, (path, report.notes)
+    assert noted["Practitioner.identifier[0]"].startswith("Practitioner/ehr-prac-1: ")
+    assert "kept as an external reference" in noted["CarePlan.activity[4].reference"]
+    assert "urn:fhir-bridge:id:mrn" in noted["Patient.identifier[0].system"]
+    assert len(noted) == len(report.notes)  # once per element
+    with bridge.engine.connect() as conn:
+        rows = conn.execute(sa.select(t.sync_notes)).all()
+    assert len(rows) == len(report.notes)
+    again = make_puller(bridge, pusher).pull(patients=["ehr-pat-1"])
+    assert again.notes == [] and again.rejected == 0
+    with bridge.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.sync_notes)).scalar() \
+            == len(rows)
+
+
+def test_pulled_changed_and_pushed_back_each_resource_differs_only_where_it_was_changed(pulled):
+    app, bridge, pusher, base, originals, report = pulled
+    client = app.test_client()
+
+    def change(collection, record_id, edit):
+        record = client.get(f"/api/v1/{collection}/{record_id}").json
+        edit(record)
+        response = client.put(f"/api/v1/{collection}/{record_id}", json=record)
+        assert response.status_code == 200, response.json
+
+    change("practitioners", "ehr-prac-1", lambda r: r.update(phone="555-310-4499"))
+    change("patients", "ehr-pat-1", lambda r: r.update(email="maren@example.net"))
+    change("caregivers", "ehr-rp-mother", lambda r: r.update(phone="555-201-7711"))
+    change("care-teams", "ehr-ct-1",
+           lambda r: r["participants"][0].update(end_date="2027-01-31"))
+    change("care-plans", "ehr-cp-1", lambda r: r["activities"][2].update(status="completed"))
+    change("diagnoses", "ehr-cond-1", lambda r: r.update(clinical_status="remission"))
+    change("prescriptions", "ehr-rx-1",
+           lambda r: r.update(instructions="Take in the morning with food."))
+    result = pusher.push_all()
+    assert result.dead == 0 and result.sent == 7, result
+    expected = {
+        "Practitioner/ehr-prac-1": {"telecom[0].value"},
+        "Patient/ehr-pat-1": {"telecom[2].value"},
+        "RelatedPerson/ehr-rp-mother": {"telecom[0].value"},
+        "CareTeam/ehr-ct-1": {"participant[0].period.end"},
+        "CarePlan/ehr-cp-1": {"activity[2].detail.status"},
+        "Condition/ehr-cond-1": {"clinicalStatus.coding[0].code"},
+        "MedicationRequest/ehr-rx-1": {"dosageInstruction[0].patientInstruction"},
+        "Observation/ehr-weight-1": set(),
+        "ServiceRequest/ehr-sr-1": set(),
+    }
+    assert set(expected) == set(originals)
+    for ref, original in originals.items():
+        on_server = requests.get(f"{base}/{ref}", headers=HEADERS, timeout=30).json()
+        assert differences(original, on_server) == expected[ref], (ref, on_server)
+    assert requests.get(f"{base}/Patient/ehr-pat-1", headers=HEADERS, timeout=30).json()[
+        "telecom"][2]["value"] == "maren@example.net"
+    again = make_puller(bridge, pusher).pull(patients=["ehr-pat-1"])
+    assert (again.applied, again.rejected, again.conflicts) == (0, 0, 0), again.reasons
+
+
+def test_an_ehr_edit_of_a_foreign_resource_is_applied_and_kept_as_sent(pulled):
+    app, bridge, pusher, base, originals, report = pulled
+
+    def edit(resource):
+        resource["name"][0]["prefix"] = ["Prof."]
+        resource["telecom"][0]["value"] = "555-310-4000"
+
+    edit_on_server(base, "Practitioner", "ehr-prac-1", edit)
+    # the practitioner is not pulled by type: it comes back with the care plan pointing at it
+    edit_on_server(base, "CarePlan", "ehr-cp-1",
+                   lambda r: r["activity"][3]["detail"].update(status="in-progress"))
+    puller = make_puller(bridge, pusher)
+    puller.pull_one(requests.get(f"{base}/Practitioner/ehr-prac-1", headers=HEADERS,
+                                 timeout=30).json())
+    applied = puller.pull(patients=["ehr-pat-1"])
+    assert applied.rejected == 0 and applied.applied >= 1, applied.reasons
+    client = app.test_client()
+    assert client.get("/api/v1/practitioners/ehr-prac-1").json["phone"] == "555-310-4000"
+    served = client.get("/fhir/Practitioner/prac-ehr-prac-1").json
+    assert served["name"][0]["prefix"] == ["Prof."]
+    assert served["identifier"] == originals["Practitioner/ehr-prac-1"]["identifier"]
+    plan = client.get("/api/v1/care-plans/ehr-cp-1").json
+    assert plan["activities"][3]["status"] == "in-progress"
+
+
+def test_a_refused_resource_is_refused_alone_and_what_points_at_it_keeps_an_external_reference(
+        sqlite_app, hapi_url):
+    resources = foreign_resources()
+    team = resources["CareTeam/ehr-ct-1"]
+    for participant in team["participant"]:  # a role no vocabulary knows: no team to hold
+        participant["role"] = [{"text": "Cardiologist"}]
+    load_into(hapi_url, resources)
+    bridge = sqlite_app.extensions["fhir_bridge"]
+    report = make_puller(bridge, make_pusher(bridge, hapi_url)).pull(patients=["ehr-pat-1"])
+    assert report.rejected == 1 and report.reasons[0].startswith("CareTeam/ehr-ct-1: "), \
+        report.reasons
+    assert "participants[0].role" in report.reasons[0]
+    plan = sqlite_app.test_client().get("/api/v1/care-plans/ehr-cp-1").json
+    assert "care_team_id" not in plan and len(plan["activities"]) == 5
+    assert any(n.startswith("CarePlan/ehr-cp-1: CarePlan.careTeam") and "external" in n
+               for n in report.notes), report.notes
