@@ -459,17 +459,28 @@ def growth_table(args) -> None:
     """``--growth``: p50/p99 of three searches at each store size (bench/search_growth.py)."""
     from search_growth import run_growth
 
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp(prefix='growth-')}/bridge.db"
-    reset_database(url)
-    sizes = [int(s) for s in args.growth.split(",")]
-    backend = sa.engine.make_url(url).get_backend_name()
-    print(f"search growth on {backend}, {args.growth_requests} requests per query and size; "
-          f"{platform.python_version()}, {os.cpu_count()} CPUs")
-    rows = run_growth(url, [doc for _, doc in fixture_documents()], sizes, args.growth_requests,
-                      DEV_SECRET)
-    print("\n| stored resources | search | p50 ms | p99 ms | entries |\n|---:|---|---:|---:|---:|")
-    for size, name, p50, p99, entries in rows:
-        print(f"| {size:,} | {name} | {p50:.1f} | {p99:.1f} | {entries:.1f} |")
+    if not args.database_url:
+        raise SystemExit("--growth needs --database-url postgresql+psycopg://.../NAME: the "
+                         "stores are the databases NAME_<size> (created when missing, their "
+                         "bridge tables DROPPED)")
+    check_loopback(args.database_url.replace("postgresql+psycopg", "http"))
+    sizes = sorted(int(s) for s in args.growth.split(","))
+    print(f"search growth on PostgreSQL, {args.growth_runs} runs x {args.growth_requests} "
+          f"requests per search and size, sizes interleaved; Python "
+          f"{platform.python_version()}, {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.2f}")
+    rows = run_growth(args.database_url, sizes, args.growth_requests, args.growth_runs,
+                      args.growth_reuse, DEV_SECRET)
+    base = {row[1]: row[3] for row in rows if row[0].size == sizes[0]}
+    base50 = {row[1]: row[2] for row in rows if row[0].size == sizes[0]}
+    print(f"\nmedians of {args.growth_runs} runs; load average {os.getloadavg()[0]:.2f} at end")
+    print("| stored resources | search | p50 ms | p99 ms | p50 / smallest | p99 / smallest "
+          "| entries | SQL statements | buffer pages read | p99 per run |\n"
+          "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for store, name, p50, p99, entries, p99s, statements, pages in rows:
+        print(f"| {store.resources:,} | {name} | {p50:.1f} | {p99:.1f} | "
+              f"{p50 / base50[name]:.2f} | {p99 / base[name]:.2f} | {entries:.1f} | "
+              f"{statements:g} | {pages:g} | " + " ".join(f"{p:.0f}" for p in p99s) + " |")
 
 
 def main() -> None:
@@ -493,9 +504,14 @@ def main() -> None:
                              "DetectedIssues, safety activities): what HAPI refuses goes")
     parser.add_argument("--growth", default=None, metavar="SIZES",
                         help="instead: search latency as the store grows, at these stored "
-                             "resource counts (e.g. 10000,100000; search_growth.py); no HAPI")
+                             "resource counts (e.g. 10000,100000,1000000; search_growth.py, "
+                             "PostgreSQL only); no HAPI")
     parser.add_argument("--growth-requests", type=int, default=200,
-                        help="requests per query and size for --growth")
+                        help="requests per search, size and run for --growth")
+    parser.add_argument("--growth-runs", type=int, default=5, help="runs for --growth")
+    parser.add_argument("--growth-reuse", action="store_true",
+                        help="--growth: keep a store already loaded to the same size (it is "
+                             "checked against the save path all the same)")
     args = parser.parse_args()
     if args.growth:
         growth_table(args)

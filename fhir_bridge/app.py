@@ -76,11 +76,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(openapi.bp)
     app.register_blueprint(records.bp)
     from .audit import http as audit_http
+    from .facade import patch as fhir_patch
     from .facade import views as fhir_views
     from .facade import writes as fhir_writes
 
     app.register_blueprint(fhir_views.bp)
     app.register_blueprint(fhir_writes.bp)  # create, update, delete, bundles, $validate
+    app.register_blueprint(fhir_patch.bp)  # PATCH [type]/[id] (JSON Patch)
     from .subscriptions import install as install_subscriptions
 
     install_subscriptions(app)  # /fhir/Subscription (literal rules win over /fhir/<type>)

@@ -13,8 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import sqlalchemy as sa
+
 from .errors import BridgeError, InvalidInput
 from .fhir import jsonio
+from .store import tables
 
 #: Largest document (a .json file or one NDJSON line) read, in bytes.
 MAX_DOCUMENT_BYTES = 64 * 1024 * 1024
@@ -53,13 +56,32 @@ def sources(paths: Iterable[Path]) -> Iterator[Source]:
                 yield Source(str(file), file.read_bytes())
 
 
+def already_stored(engine, pairs: list) -> set[tuple[str, str]]:
+    """The (concept name, id) of ``pairs`` the store holds: one query per 500 ids of a
+    concept, not one per record (``concept = ? AND id IN (...)``, which both databases answer
+    from the primary key)."""
+    by_concept: dict[str, list[str]] = {}
+    for concept, record in pairs:
+        by_concept.setdefault(concept.name, []).append(record["id"])
+    records = tables.records
+    found: set[tuple[str, str]] = set()
+    with engine.connect() as conn:
+        for name, ids in by_concept.items():
+            for start in range(0, len(ids), 500):
+                found.update((row.concept, row.id) for row in conn.execute(
+                    sa.select(records.c.concept, records.c.id).where(
+                        records.c.concept == name, records.c.id.in_(ids[start:start + 500]))))
+    return found
+
+
 def add_missing(store, document: Any) -> tuple[list, list]:
     """Save the records of ``document`` the store does not hold (one transaction); returns
     (the (concept, record) pairs added, every pair the document names)."""
     from .mapping.document import load_document
 
     pairs = load_document(document, known=store.exists)
-    new = [(c, r) for c, r in pairs if not store.exists(c.name, r["id"])]
+    stored = already_stored(store.engine, pairs)
+    new = [(c, r) for c, r in pairs if (c.name, r["id"]) not in stored]
     if new:
         # create_only: a record that appeared meanwhile is refused (409), not overwritten
         store.save(new, create_only=range(len(new)))

@@ -3,11 +3,13 @@ outbox, pull changes, deliver subscription notifications, run Bulk Data export j
 overdue monitoring items.
 
 Any number of workers may run against one PostgreSQL (on one or several machines): push and
-delivery take disjoint work with leases (SKIP LOCKED), so a second worker adds throughput and
-a dead one's rows return after its lease. A worker writes a heartbeat (/readyz lists it) and
+delivery take disjoint work with leases (SKIP LOCKED), and so does pull, per patient
+(store/leases.py), so a second worker adds throughput and a dead one's work returns after its
+lease. A worker writes a heartbeat (/readyz lists it) and
 adds what it did to the running totals /metrics shows. On SIGTERM or SIGINT it finishes the
-step in hand (the push batch in flight, the subscription being delivered), claims nothing
-more, releases its leases and says it stopped."""
+step in hand (the push batch in flight, the subscription being delivered, the resource type
+of the patient being pulled), claims nothing more, releases its leases and says it
+stopped."""
 
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ class Worker:
         self.stop = threading.Event()
         self.started_at = self.clock()
         self.last_error: str | None = None
-        self._pusher = self._puller = self._deliverer = None
+        self._pusher = self._puller = self._deliverer = self._exporter = None
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -143,8 +145,8 @@ class Worker:
         from .sync import service
 
         if self._puller is None:
-            self._puller = service.puller_for(self.bridge, self.target)
-        self._puller.pull()
+            self._puller = service.puller_for(self.bridge, self.target, worker=self.name)
+        self._puller.pull(stop=self.stop)
 
     def _subscriptions(self) -> None:
         from .subscriptions.worker import Deliverer
@@ -158,8 +160,9 @@ class Worker:
     def _bulk(self) -> None:
         from .bulk.worker import Exporter
 
-        exporter = Exporter(self.bridge.engine, self.bridge.config)
-        while not self.stop.is_set() and exporter.run_once() is not None:
+        if self._exporter is None:
+            self._exporter = Exporter(self.bridge.engine, self.bridge.config)
+        while not self.stop.is_set() and self._exporter.run_once() is not None:
             pass  # one job after another while there are any
 
     def _monitoring(self) -> None:
@@ -177,4 +180,4 @@ class Worker:
                 user.client.close()
         if self._deliverer is not None:
             self._deliverer.sender.close()
-        self._pusher = self._puller = self._deliverer = None
+        self._pusher = self._puller = self._deliverer = self._exporter = None

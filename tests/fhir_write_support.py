@@ -47,6 +47,24 @@ def foreign_resources() -> list[dict]:
                   key=lambda r: ORDER.index(r["resourceType"]))
 
 
+def is_panel_part(resource: dict) -> bool:
+    """A panel of fixtures/foreign/ or one of its members (they are written together)."""
+    return resource["id"].startswith(("ehr-phq9-", "ehr-auditc-"))
+
+
+def second_ssri() -> dict:
+    """The EHR's fluoxetine order beside fixtures/foreign/'s sertraline (RxNorm 4493,
+    ../shared/reference/codes.csv): a duplicate SSRI therapy."""
+    rx = read_json(FIXTURES / "foreign" / "MedicationRequest-ehr-rx-1.json")
+    rx.update(id="ehr-rx-2", identifier=[{"system": "http://hospital.example.org/fhir/sid/order",
+                                          "value": "ORD-5532"}])
+    rx["medicationCodeableConcept"] = {"coding": [{
+        "system": "http://www.nlm.nih.gov/research/umls/rxnorm", "code": "4493",
+        "display": "fluoxetine"}], "text": "fluoxetine 20 MG Oral Capsule"}
+    rx["dosageInstruction"][0]["doseAndRate"][0]["doseQuantity"]["value"] = 20
+    return rx
+
+
 def localized(resource: dict, ids: dict[str, str]) -> dict:
     """The resource with its references moved to the ids the bridge gave ("Type/id" ->
     "Type/local-id"), as the pull localizes what it reads."""

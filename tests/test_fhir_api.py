@@ -400,8 +400,9 @@ def test_unknown_resources_types_formats_and_writes_get_outcomes(ehr):
     post = ehr.session.post(f"{ehr.base}/CarePlan", json={"resourceType": "CarePlan"},
                             timeout=30)
     assert post.status_code == 403 and post.json()["resourceType"] == "OperationOutcome"
-    patch = ehr.session.patch(f"{ehr.base}/CarePlan/cp-p01-plan", json=[], timeout=30)
-    assert patch.status_code == 405 and patch.json()["resourceType"] == "OperationOutcome"
+    patch = ehr.session.patch(f"{ehr.base}/CarePlan/cp-p01-plan", data="[]", timeout=30,
+                              headers={"Content-Type": "application/json-patch+json"})
+    assert patch.status_code == 403 and patch.json()["resourceType"] == "OperationOutcome"
 
 
 # -- who sees what ---------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from .conftest import FIXTURES, read_json, snapshot
 from .fhir_write_support import (FHIR_JSON, bridge_resources, dumps, foreign_resources,
-                                 localized, pull_parse, served_key, stored_record)
+                                 localized, pull_parse, second_ssri, served_key, stored_record)
 
 P01 = FIXTURES / "internal" / "p01-depression-ssri-titration.json"
 BASE = "http://ehr.example.org/fhir"
@@ -55,21 +55,44 @@ def test_a_fixture_sent_as_one_transaction_is_stored_as_the_records_the_pull_mak
 
 
 def test_foreign_resources_in_one_transaction_are_the_records_the_pull_makes(app, client):
-    originals = foreign_resources()
+    originals = foreign_resources() + [second_ssri()]
     entries = [post_entry(r, f"{BASE}/{r['resourceType']}/{r['id']}") for r in originals]
     answer = send(client, bundle("transaction", entries))
     assert answer.status_code == 200, answer.json
     responses = [e["response"] for e in answer.json["entry"]]
-    assert {r["status"] for r in responses} == {"201 Created"}
+    # AUDIT-C items of codes the bridge's tables do not hold: kept as sent in their panel
+    unread = {f"ehr-auditc-item-{n}" for n in (1, 2, 3)}
+    assert [r["status"] for r in responses] == [
+        "200 OK" if o["id"] in unread else "201 Created" for o in originals]
     ids = {f"{r['resourceType']}/{r['id']}": served_key(done["location"])
-           for r, done in zip(originals, responses)}
+           for r, done in zip(originals, responses) if "location" in done}
+    # a panel's members, each under the id the bridge gave it (the total is not item 10)
+    assert ids["Observation/ehr-phq9-total"].endswith(".total")
+    assert ids["Observation/ehr-phq9-item-10"].endswith(".item-10")
+    mapper = app.extensions["fhir_bridge"].mapper
+    sent = {ids.get(key, key): {**localized(o, ids), "id": ids.get(key, key).split("/")[1]}
+            for o in originals for key in [f"{o['resourceType']}/{o['id']}"]}
     for original in originals:
-        key = ids[f"{original['resourceType']}/{original['id']}"]
-        resource = {**localized(original, ids), "id": key.split("/")[1]}
-        concept, record = pull_parse(app, resource)
+        key = ids[f"{original['resourceType']}/{original['id']}"] \
+            if original["id"] not in unread else None
+        mapping = mapper.classify(original)
+        if key is None or mapping is None or mapping.child:
+            continue  # a member: part of its panel's record
+        concept, record = pull_parse(app, sent[key], resolve=sent.get)
         assert stored_record(app, concept, record["id"]) == record, key
     kept = [i for r in responses for i in (r.get("outcome") or {}).get("issue", [])]
     assert any(i["expression"] == ["Practitioner.identifier[0]"] for i in kept)
+    item = responses[[o["id"] for o in originals].index("ehr-phq9-item-1")]
+    assert ["Observation.category[1]"] in [  # each member says what of it was kept as sent
+        i["expression"] for i in item["outcome"]["issue"] if i["severity"] == "information"]
+    second = responses[-1]["outcome"]["issue"]  # the fluoxetine order beside the sertraline
+    assert "duplicate.ssri" in [i["details"]["coding"][0]["code"] for i in second
+                                if i["severity"] == "warning"]
+    item = client.get(f"/fhir/{ids['Observation/ehr-phq9-item-10']}").json
+    assert item["valueCodeableConcept"] == originals[
+        [o["id"] for o in originals].index("ehr-phq9-item-10")]["valueCodeableConcept"]
+    total = client.get(f"/fhir/{ids['Observation/ehr-phq9-total']}").json
+    assert total["valueString"] == "12"  # as sent: each member is kept as its own resource
 
 
 def test_urn_uuid_references_point_at_the_ids_the_server_assigned(sqlite_app):
@@ -220,3 +243,25 @@ def test_a_bundle_that_is_not_a_batch_or_transaction_of_writes_is_400(sqlite_app
     assert answer.status_code == 400
     assert answer.json["issue"][0]["expression"] == [where]
     assert snapshot(sqlite_app) == before
+
+
+def test_a_panel_that_raises_a_safety_alert_answers_it_in_the_entry_outcome(sqlite_app):
+    """p06's PHQ-9 has item 9 positive: the answer says so, naming the Flag it stored, as the
+    JSON API's ``alerts`` do."""
+    client = sqlite_app.test_client()
+    resources = bridge_resources("p06-family-caregiver")
+    keys = list(resources)
+    answer = send(client, bundle("transaction",
+                                 [post_entry(r, f"{BASE}/{k}") for k, r in resources.items()]))
+    assert answer.status_code == 200, answer.json
+    outcomes = {k: e["response"].get("outcome") for k, e in zip(keys, answer.json["entry"])}
+    alerts = [i for i in (outcomes["Observation/asmt-p06-phq9-w0"] or {}).get("issue", [])
+              if i["severity"] == "warning"]
+    assert [i["details"]["coding"][0]["code"] for i in alerts] == ["suicide-risk"]
+    assert "PHQ-9 item 9 positive" in alerts[0]["details"]["text"]
+    flag = alerts[0]["diagnostics"].rsplit("(", 1)[1].rstrip(")")
+    assert client.get(f"/fhir/{flag}").json["status"] == "active"
+    quiet = [k for k, o in outcomes.items() if k.startswith("Observation/asmt-")
+             and k != "Observation/asmt-p06-phq9-w0" and "." not in k.split("/")[1]
+             and any(i["severity"] == "warning" for i in (o or {}).get("issue", []))]
+    assert quiet == []

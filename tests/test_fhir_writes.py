@@ -15,7 +15,8 @@ from fhir_bridge.store import tables as t
 
 from .conftest import FIXTURES, read_json, snapshot, token_for
 from .fhir_write_support import (FHIR_JSON, bridge_resources, dumps, foreign_resources,
-                                 localized, outbox_rows, pull_parse, served_key, stored_record)
+                                 is_panel_part, localized, outbox_rows, pull_parse,
+                                 second_ssri, served_key, stored_record)
 
 P01 = FIXTURES / "internal" / "p01-depression-ssri-titration.json"
 P02 = FIXTURES / "internal" / "p02-bipolar-lithium.json"
@@ -71,8 +72,8 @@ def test_each_resource_posted_is_stored_as_the_record_the_pull_makes_of_it(app, 
 def test_foreign_ehr_resources_posted_one_by_one_are_the_records_the_pull_makes(app, client):
     ids: dict[str, str] = {}
     for original in foreign_resources():
-        if original["resourceType"] == "CarePlan":
-            continue  # its goals and activities come with it in a transaction
+        if original["resourceType"] == "CarePlan" or is_panel_part(original):
+            continue  # parts come with what they belong to, in a transaction
         resource = localized(original, ids)
         response = post(client, original["resourceType"], resource,
                         Prefer="return=OperationOutcome")
@@ -91,6 +92,21 @@ def test_foreign_ehr_resources_posted_one_by_one_are_the_records_the_pull_makes(
     practitioner = client.get(f"/fhir/{ids['Practitioner/ehr-prac-1']}").json
     assert {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"} in [
         {k: i[k] for k in ("system", "value")} for i in practitioner["identifier"]]
+    second = post(client, "MedicationRequest", localized(second_ssri(), ids),
+                  Prefer="return=OperationOutcome")  # the EHR orders fluoxetine beside it
+    assert second.status_code == 201, second.json
+    assert "duplicate.ssri" in [i["details"]["coding"][0]["code"] for i in
+                                second.json["issue"] if i["severity"] == "warning"]
+    assert any(i["severity"] == "information" and i.get("expression") == [  # kept as sent
+        "MedicationRequest.identifier[0].system"] for i in second.json["issue"])
+
+
+def test_an_item_of_a_foreign_panel_alone_is_refused_and_named(client):
+    item = next(r for r in foreign_resources() if r["id"] == "ehr-phq9-item-1")
+    response = post(client, "Observation", item)
+    assert response.status_code == 422
+    assert response.json["issue"][0]["expression"] == ["Observation.code"]
+    assert "can store on its own" in response.json["issue"][0]["diagnostics"]
 
 
 # -- create -----------------------------------------------------------------------------------

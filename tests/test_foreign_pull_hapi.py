@@ -1,8 +1,11 @@
 """Foreign FHIR round trip against the real HAPI: hand-written EHR resources
-(fixtures/foreign/) are loaded into HAPI, pulled, changed in the bridge and pushed back. Each
-resource on HAPI afterwards equals the original element by element, except the elements the
-practice changed; nothing is refused, and what the internal model cannot hold is noted once per
-element (by FHIRPath, with the reason) in the pull report and in sync_notes."""
+(fixtures/foreign/, with US Core's PHQ-9 and an AUDIT-C panel with their item Observations)
+are loaded into HAPI, pulled, changed in the bridge and pushed back. Each resource on HAPI
+afterwards equals the original element by element, except the elements the practice changed;
+nothing is refused, and what the internal model cannot hold is noted once per element and
+resource (by FHIRPath, with the reason) in the pull report and in sync_notes. What the bridge
+serves of them carries its security labels and profile claims; what it pushes back does not
+add them."""
 
 import json
 
@@ -13,6 +16,7 @@ import sqlalchemy as sa
 from fhir_bridge import PROJECT_ROOT
 from fhir_bridge.store import tables as t
 
+from .conftest import hapi_count
 from .test_sync_pull_hapi import HEADERS, edit_on_server, make_puller
 from .test_sync_push_hapi import make_pusher
 
@@ -52,6 +56,16 @@ def differences(before: dict, after: dict) -> set[str]:
             and not p.startswith(SERVER_ELEMENTS)}
 
 
+def changed_elements(before: dict, after: dict, elements: set[str]) -> set[str]:
+    """Of these elements, those that differ; raises if anything differs outside them."""
+    found = differences(before, after)
+    outside = {d for d in found if not any(d == e or d.startswith((e + ".", e + "["))
+                                           for e in elements)}
+    assert not outside, outside
+    return {e for e in elements if any(d == e or d.startswith((e + ".", e + "["))
+                                       for d in found)}
+
+
 @pytest.fixture
 def pulled(app, hapi_url):
     """On SQLite and PostgreSQL."""
@@ -72,7 +86,15 @@ def test_every_foreign_resource_is_imported_and_nothing_is_refused(pulled):
     for concept in ("patient", "practitioner", "caregiver", "care-team", "care-plan",
                     "prescription", "diagnosis", "measurement"):
         assert counts.get(concept) == 1, (concept, counts)
+    assert counts.get("assessment") == 2, counts
     client = app.test_client()
+    phq9 = client.get("/api/v1/assessments/ehr-phq9-panel").json
+    assert [i["value"] for i in phq9["items"]] == [2, 2, 2, 2, 1, 1, 2, 0, 0, 1]
+    assert (phq9["total"], phq9["band"]) == (12, "moderate")
+    audit = client.get("/api/v1/assessments/ehr-auditc-panel").json  # items not in its tables
+    assert (audit["items"], audit["total"]) == ([], 2)
+    assert [m["reference"] for m in audit["unread_members"]] == [
+        f"Observation/ehr-auditc-item-{n}" for n in (1, 2, 3)]
     patient = client.get("/api/v1/patients/ehr-pat-1").json
     assert patient["mrn"] == "MRN-40021"
     assert client.get("/api/v1/caregivers/ehr-rp-mother").json["relationship"] == "mother"
@@ -92,15 +114,29 @@ def test_every_foreign_resource_is_imported_and_nothing_is_refused(pulled):
 
 def test_what_the_record_cannot_hold_is_noted_once_by_fhirpath_with_the_reason(pulled):
     app, bridge, pusher, base, originals, report = pulled
-    noted = {n.split(": ", 2)[1]: n for n in report.notes}
-    for path in ("Practitioner.identifier[0]", "Practitioner.name[0].prefix",
-                 "Practitioner.telecom[1]", "Patient.identifier[1]", "Patient.extension",
-                 "Patient.identifier[0].system", "CarePlan.activity[4].reference",
-                 "Condition.code.coding"):
-        assert path in noted, (path, report.notes)
-    assert noted["Practitioner.identifier[0]"].startswith("Practitioner/ehr-prac-1: ")
-    assert "kept as an external reference" in noted["CarePlan.activity[4].reference"]
-    assert "urn:fhir-bridge:id:mrn" in noted["Patient.identifier[0].system"]
+    noted = {": ".join(n.split(": ", 2)[:2]): n for n in report.notes}
+    for where in ("Practitioner/ehr-prac-1: Practitioner.identifier[0]",
+                  "Practitioner/ehr-prac-1: Practitioner.name[0].prefix",
+                  "Practitioner/ehr-prac-1: Practitioner.telecom[1]",
+                  "Patient/ehr-pat-1: Patient.identifier[1]",
+                  "Patient/ehr-pat-1: Patient.extension",
+                  "Patient/ehr-pat-1: Patient.identifier[0].system",
+                  "CarePlan/ehr-cp-1: CarePlan.activity[4].reference",
+                  "Condition/ehr-cond-1: Condition.code.coding",
+                  # each item of a panel is noted as itself, by the sender's id
+                  "Observation/ehr-phq9-item-1: Observation.category[1]",
+                  "Observation/ehr-phq9-item-3: Observation.valueCodeableConcept.coding[0]",
+                  "Observation/ehr-phq9-total: Observation.valueString"):
+        assert where in noted, (where, report.notes)
+    assert "kept as an external reference" in noted[
+        "CarePlan/ehr-cp-1: CarePlan.activity[4].reference"]
+    assert "urn:fhir-bridge:id:mrn" in noted["Patient/ehr-pat-1: Patient.identifier[0].system"]
+    assert "writes as valueQuantity" in noted["Observation/ehr-phq9-total: Observation.valueString"]
+    assert "a code the bridge writes too" in noted[
+        "Observation/ehr-phq9-item-3: Observation.valueCodeableConcept.coding[0]"]
+    # the panel's members were read: its references to them are no loss
+    assert not any(n.startswith("Observation/ehr-phq9-panel: Observation.hasMember")
+                   for n in report.notes), report.notes
     assert len(noted) == len(report.notes)  # once per element
     with bridge.engine.connect() as conn:
         rows = conn.execute(sa.select(t.sync_notes)).all()
@@ -110,6 +146,36 @@ def test_what_the_record_cannot_hold_is_noted_once_by_fhirpath_with_the_reason(p
     with bridge.engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(t.sync_notes)).scalar() \
             == len(rows)
+
+
+PSY_R = [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "PSY",
+          "display": "psychiatry information sensitivity"},
+         {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R",
+          "display": "restricted"}]
+US_CORE = "http://hl7.org/fhir/us/core/StructureDefinition/"
+
+
+def test_what_is_served_of_a_pulled_resource_carries_the_bridges_labels(pulled):
+    app, bridge, pusher, base, originals, report = pulled
+    client = app.test_client()
+    patient = client.get("/fhir/Patient/pat-ehr-pat-1").json  # sent without any meta
+    assert patient["meta"]["security"] == PSY_R
+    assert patient["meta"]["profile"] == [US_CORE + "us-core-patient"]
+    item = client.get("/fhir/Observation/asmt-ehr-phq9-panel.item-1").json
+    assert item["meta"]["security"] == PSY_R
+    assert item["meta"]["profile"] == [  # the sender's claim first, then the bridge's
+        US_CORE + "us-core-observation-screening-assessment|7.0.0",
+        US_CORE + "us-core-observation-screening-assessment"]
+    assert item["valueCodeableConcept"] == originals["Observation/ehr-phq9-item-1"][
+        "valueCodeableConcept"]  # as sent, not the bridge's rendering of the answer
+    panel = client.get("/fhir/Observation/asmt-ehr-phq9-panel").json
+    assert [m["reference"] for m in panel["hasMember"]] == [  # the sender's order, local ids
+        f"Observation/asmt-ehr-phq9-panel.{n}" for n in
+        ("item-1", "item-2", "item-3", "item-4", "item-5", "item-6", "item-7", "item-8",
+         "item-9", "total", "item-10")]
+    search = client.get("/fhir/Observation?patient=pat-ehr-pat-1&code=http://loinc.org|44250-9")
+    assert [(e["resource"]["id"], e["resource"]["meta"]["security"])
+            for e in search.json["entry"]] == [("asmt-ehr-phq9-panel.item-1", PSY_R)]
 
 
 def test_pulled_changed_and_pushed_back_each_resource_differs_only_where_it_was_changed(pulled):
@@ -131,8 +197,16 @@ def test_pulled_changed_and_pushed_back_each_resource_differs_only_where_it_was_
     change("diagnoses", "ehr-cond-1", lambda r: r.update(clinical_status="remission"))
     change("prescriptions", "ehr-rx-1",
            lambda r: r.update(instructions="Take in the morning with food."))
+
+    def answer_item_3(record):  # "Several days" instead of "More than half the days"
+        record["items"][2]["value"] = 1
+        for derived in ("total", "band"):
+            record.pop(derived, None)
+
+    change("assessments", "ehr-phq9-panel", answer_item_3)
+    change("assessments", "ehr-auditc-panel", lambda r: r.update(note="Reviewed with patient."))
     result = pusher.push_all()
-    assert result.dead == 0 and result.sent == 7, result
+    assert result.dead == 0 and result.sent == 10, result
     expected = {
         "Practitioner/ehr-prac-1": {"telecom[0].value"},
         "Patient/ehr-pat-1": {"telecom[2].value"},
@@ -143,13 +217,30 @@ def test_pulled_changed_and_pushed_back_each_resource_differs_only_where_it_was_
         "MedicationRequest/ehr-rx-1": {"dosageInstruction[0].patientInstruction"},
         "Observation/ehr-weight-1": set(),
         "ServiceRequest/ehr-sr-1": set(),
+        # the item answered anew and the total, still a valueString as sent; nothing else
+        "Observation/ehr-phq9-item-3": {"valueCodeableConcept"},
+        "Observation/ehr-phq9-total": {"valueString"},
+        "Observation/ehr-auditc-panel": {"note"},
     }
-    assert set(expected) == set(originals)
+    panels = {ref for ref in originals if ref.startswith(("Observation/ehr-phq9",
+                                                          "Observation/ehr-auditc"))}
+    assert len(panels) == 17
+    assert set(expected) | panels == set(originals)
     for ref, original in originals.items():
         on_server = requests.get(f"{base}/{ref}", headers=HEADERS, timeout=30).json()
-        assert differences(original, on_server) == expected[ref], (ref, on_server)
+        changes = expected.get(ref, set())
+        assert changed_elements(original, on_server, changes) == changes, (ref, on_server)
     assert requests.get(f"{base}/Patient/ehr-pat-1", headers=HEADERS, timeout=30).json()[
         "telecom"][2]["value"] == "maren@example.net"
+    on_server = {ref: requests.get(f"{base}/{ref}", headers=HEADERS, timeout=30).json()
+                 for ref in ("Observation/ehr-phq9-item-3", "Observation/ehr-phq9-total",
+                             "Observation/ehr-auditc-panel")}
+    assert on_server["Observation/ehr-phq9-item-3"]["valueCodeableConcept"]["coding"][0][
+        "code"] == "LA6569-3"
+    assert on_server["Observation/ehr-phq9-total"]["valueString"] == "11"
+    assert on_server["Observation/ehr-auditc-panel"]["note"] == [
+        {"text": "Reviewed with patient."}]
+    assert hapi_count(base, "Observation") == 18  # the items were updated, none was added
     again = make_puller(bridge, pusher).pull(patients=["ehr-pat-1"])
     assert (again.applied, again.rejected, again.conflicts) == (0, 0, 0), again.reasons
 
@@ -162,6 +253,12 @@ def test_an_ehr_edit_of_a_foreign_resource_is_applied_and_kept_as_sent(pulled):
         resource["telecom"][0]["value"] = "555-310-4000"
 
     edit_on_server(base, "Practitioner", "ehr-prac-1", edit)
+    several_days = {"coding": [{"system": "http://loinc.org", "code": "LA6569-3",
+                                "display": "Several days"}], "text": "Several days"}
+    # items, not their panel: read again with the panel
+    edit_on_server(base, "Observation", "ehr-phq9-item-9",
+                   lambda r: r.update(valueCodeableConcept=several_days))
+    edit_on_server(base, "Observation", "ehr-phq9-total", lambda r: r.update(valueString="13"))
     # the practitioner is not pulled by type: it comes back with the care plan pointing at it
     edit_on_server(base, "CarePlan", "ehr-cp-1",
                    lambda r: r["activity"][3]["detail"].update(status="in-progress"))
@@ -177,6 +274,11 @@ def test_an_ehr_edit_of_a_foreign_resource_is_applied_and_kept_as_sent(pulled):
     assert served["identifier"] == originals["Practitioner/ehr-prac-1"]["identifier"]
     plan = client.get("/api/v1/care-plans/ehr-cp-1").json
     assert plan["activities"][3]["status"] == "in-progress"
+    phq9 = client.get("/api/v1/assessments/ehr-phq9-panel").json
+    assert phq9["items"][8] == {"number": 9, "value": 1} and phq9["alerts"] == ["suicide-risk"]
+    assert phq9["total"] == 13
+    item = client.get("/fhir/Observation/asmt-ehr-phq9-panel.item-9").json
+    assert item["valueCodeableConcept"] == several_days  # the EHR's, as it sent it
 
 
 def test_a_refused_resource_is_refused_alone_and_what_points_at_it_keeps_an_external_reference(

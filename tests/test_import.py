@@ -12,10 +12,11 @@ import sys
 import sqlalchemy as sa
 
 from fhir_bridge.importing import import_documents, sources
+from fhir_bridge.mapping.document import load_document
 from fhir_bridge.progress import Progress
 from fhir_bridge.store import tables as t
 
-from .conftest import FIXTURES, fixture_documents
+from .conftest import FIXTURES, fixture_documents, read_json
 
 
 def counts(bridge) -> tuple[int, int]:
@@ -52,6 +53,44 @@ def test_an_import_cut_short_and_run_again_ends_as_one_run(app, tmp_path):
     whole = import_documents(fresh.extensions["fhir_bridge"].store, documents)
     assert before_crash.records_added + rerun.records_added == whole.records_added
     assert counts(bridge) == counts(fresh.extensions["fhir_bridge"])
+
+
+def test_a_document_partly_stored_adds_exactly_its_missing_records(app):
+    bridge = app.extensions["fhir_bridge"]
+    path = fixture_documents()[0]
+    pairs = load_document(read_json(path))
+    bridge.store.save(pairs[:3])  # its first three records, as if saved through the API
+    _, outbox_before = counts(bridge)
+    report = import_documents(bridge.store, sources([path]))
+    assert not report.failed
+    assert report.already_stored == 3
+    assert report.records_added == len(pairs) - 3
+    assert all(bridge.store.exists(c.name, r["id"]) for c, r in pairs)
+    assert bridge.store.get(pairs[0][0], pairs[0][1]["id"]).version == 1  # not rewritten
+    assert counts(bridge)[1] > outbox_before
+
+
+def test_no_query_of_an_import_reads_a_whole_concept_of_records(sqlite_app):
+    """Regression (bench/scale_bench.py): saving a record lists its patient's records of a
+    concept, which SQLite answered from the primary key (concept, id), reading every record of
+    the concept, so each document cost more the more the store held. Every query on records
+    while importing must search by an index that narrows to the patient or to one id."""
+    bridge = sqlite_app.extensions["fhir_bridge"]
+    queries = []
+
+    def on_records(conn, cursor, statement, params, *_):
+        if statement.lstrip().startswith("SELECT") and "FROM records" in statement:
+            queries.append((statement, params))
+
+    sa.event.listen(bridge.engine, "before_cursor_execute", on_records)
+    import_documents(bridge.store, sources([FIXTURES / "internal"]))
+    sa.event.remove(bridge.engine, "before_cursor_execute", on_records)
+    assert any("patient_id" in statement for statement, _ in queries)
+    with bridge.engine.connect() as conn:
+        for statement, params in queries:
+            plan = " ".join(row[-1] for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + statement, params))
+            assert "(concept=?)" not in plan and "SCAN records" not in plan, (statement, plan)
 
 
 def test_ndjson_lines_are_documents_and_a_bad_one_is_reported_by_line(app, tmp_path):

@@ -102,7 +102,7 @@ def test_questionnaires_are_read_and_searched_by_url_id_and_code(app, served):
     assert read.status_code == 200 and read.json == served["gad-7"]
     for query, expected in (("url=urn:fhir-bridge:questionnaire:mdq", ["mdq"]),
                             ("url=urn:fhir-bridge:questionnaire:mdq|1", ["mdq"]),
-                            ("_id=phq-2,audit-c", ["phq-2", "audit-c"]),
+                            ("_id=phq-2,audit-c", ["audit-c", "phq-2"]),  # _id order
                             ("code=http://loinc.org|44249-1", ["phq-9"]),
                             ("code=69725-0", ["gad-7"]),  # an item's code finds its form
                             ("code=http://snomed.info/sct|44249-1", [])):
@@ -110,9 +110,9 @@ def test_questionnaires_are_read_and_searched_by_url_id_and_code(app, served):
         assert [e["resource"]["id"] for e in found.get("entry", [])] == expected, query
         assert found["total"] == len(expected)
     assert client.get("/fhir/Questionnaire/nope").status_code == 404
-    refused = client.get("/fhir/Questionnaire?title=PHQ")
+    refused = client.get("/fhir/Questionnaire?publisher=PHQ")
     assert refused.status_code == 400
-    assert refused.json["issue"][0]["expression"] == ["title"]
+    assert refused.json["issue"][0]["expression"] == ["publisher"]
 
 
 def test_the_capability_statement_lists_questionnaires_and_response_create(app):

@@ -59,8 +59,8 @@ def counting(pusher) -> tuple[list[int], list[int]]:
         sent.append(len(bundle["entry"]))
         return real_transaction(bundle)
 
-    def prepare():
-        batch = real_prepare()
+    def prepare(*args):
+        batch = real_prepare(*args)
         if batch is not None and batch.todo:
             batches.append(len(batch.todo))
         return batch

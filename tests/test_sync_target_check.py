@@ -4,6 +4,7 @@ check names it and fails. The 409 and the 5xx are injected with `responses` (a s
 does not produce them on demand); the round trip itself runs against the real HAPI server."""
 
 import json
+import re
 
 import pytest
 import responses
@@ -23,6 +24,8 @@ STATEMENT = {"resourceType": "CapabilityStatement", "status": "active", "kind": 
                        "resource": [{"type": "Patient", "conditionalUpdate": True}]}]}
 GONE = {"resourceType": "OperationOutcome",
         "issue": [{"severity": "error", "code": "deleted", "diagnostics": "deleted"}]}
+NO_CLIENT_IDS = {"resourceType": "OperationOutcome", "issue": [{
+    "severity": "error", "code": "not-supported", "diagnostics": "update as create refused"}]}
 BUSY = {"resourceType": "OperationOutcome", "issue": [{
     "severity": "error", "code": "conflict",
     "diagnostics": "HAPI-0550: a concurrent transaction holds this resource"}]}
@@ -45,6 +48,10 @@ class FakeServer:
         mock.add_callback(responses.GET, PROBE, callback=self.read)
         mock.add_callback(responses.GET, f"{BASE}/Patient", callback=self.search)
         mock.add_callback(responses.DELETE, PROBE, callback=self.delete)
+        # A server that refuses client-assigned ids (the check's second test Patient).
+        client_id = re.compile(rf"{re.escape(BASE)}/Patient/fhir-bridge-check-[0-9a-f]+")
+        mock.add(responses.PUT, client_id, status=405, json=NO_CLIENT_IDS)
+        mock.add(responses.DELETE, client_id, status=404, json=GONE)
 
     def create(self, request):
         self.patient = dict(json.loads(request.body), id="probe-1")

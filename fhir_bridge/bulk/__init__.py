@@ -13,20 +13,39 @@ from typing import Any
 
 from flask import Flask
 
-__all__ = ["install", "CAPABILITY"]
+__all__ = ["install", "capability_entries"]
 
+#: FHIR Bulk Data Access 2.0 (STU2): the OperationDefinitions of the three kick-offs, and the
+#: server CapabilityStatement a server declares conformance to in its ``instantiates``
+#: (https://hl7.org/fhir/uv/bulkdata/STU2/, CapabilityStatement-bulk-data.json and
+#: OperationDefinition-export / -patient-export / -group-export).
 BULK = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
-#: The CapabilityStatement.rest.resource entry for Group (its export operation).
-CAPABILITY: dict[str, Any] = {
-    "type": "Group",
-    "interaction": [{"code": "read"}, {"code": "search-type"}],
-    "operation": [{"name": "export", "definition": f"{BULK}/group-export"}],
-}
+BULK_DATA_SERVER = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+#: rest.operation: system-level ``GET /fhir/$export``.
+SYSTEM_EXPORT = {"name": "export", "definition": f"{BULK}/export"}
+
+
+def capability_entries() -> list[dict[str, Any]]:
+    """Group (searched and read, with its export) and Patient's export (joins the entry of the
+    search-parameter table)."""
+    from ..facade.catalog import capability_entry
+
+    return [capability_entry("Group", "The groups a Group export can name: all-patients, and "
+                             "panel-<Practitioner id> for each practitioner on a care team.",
+                             operation=[{"name": "export",
+                                         "definition": f"{BULK}/group-export"}]),
+            {"type": "Patient", "operation": [{"name": "export",
+                                               "definition": f"{BULK}/patient-export"}]}]
 
 
 def install(app: Flask) -> None:
-    """Register the Bulk Data endpoints and announce Group in the CapabilityStatement."""
+    """Register the Bulk Data endpoints and the Group search source, and announce them in the
+    CapabilityStatement."""
+    from ..facade import capability, catalog
     from . import api
 
     app.register_blueprint(api.bp)
-    app.extensions.setdefault("fhir_capability_resources", []).append(CAPABILITY)
+    catalog.register(app, "Group", api.searchable_groups)
+    app.extensions.setdefault("fhir_capability_resources", []).extend(capability_entries())
+    app.extensions.setdefault(capability.OPERATIONS, []).append(SYSTEM_EXPORT)
+    app.extensions.setdefault(capability.INSTANTIATES, []).append(BULK_DATA_SERVER)

@@ -5,7 +5,8 @@
 - ``GET /fhir/bulk-status/<job>``: 202 with ``X-Progress`` and ``Retry-After`` while it runs,
   200 with the manifest when done; ``DELETE`` cancels it (202) and removes its files;
 - ``GET /fhir/bulk-files/<job>/<file>``: one NDJSON file;
-- ``GET /fhir/Group`` and ``/fhir/Group/<id>``: the groups a Group export can name.
+- ``GET /fhir/Group`` (searched by the /fhir engine, facade/catalog.py) and
+  ``/fhir/Group/<id>``: the groups a Group export can name.
 
 A job, its status and its files belong to the client that started it (the token's issuer,
 subject and client id): any other caller gets 404, as for a job that does not exist.
@@ -21,7 +22,7 @@ from flask import Blueprint, Response, current_app, g, request, send_file
 
 from ..auth import current_principal
 from ..errors import BridgeError, Forbidden, Issue, NotFound
-from ..facade.responses import fhir
+from ..facade.catalog import read_answer
 from ..facade.urls import fhir_base
 from ..store.records import instant, utcnow
 from ..subscriptions.repository import client_key
@@ -93,23 +94,19 @@ def _known_group(group_id: str) -> None:
             raise NotFound(f"Group/{group_id} is not known")
 
 
-@bp.get("/Group")
-def list_groups():
+def searchable_groups() -> list[dict]:
+    """The Groups a search sees (the caller may search groups): the catalog source."""
     _group_reader()
     current_principal().require("Group", "s")
     with _bridge().engine.connect() as conn:
-        found = groups.all_groups(conn)
-    base = fhir_base(_bridge().config)
-    return fhir({"resourceType": "Bundle", "type": "searchset", "total": len(found),
-                 "entry": [{"fullUrl": f"{base}/Group/{doc['id']}", "resource": doc,
-                            "search": {"mode": "match"}} for doc in found]})
+        return groups.all_groups(conn)
 
 
 @bp.get("/Group/<group_id>")
 def read_group(group_id: str):
     _known_group(group_id)
     with _bridge().engine.connect() as conn:
-        return fhir(groups.group_resource(conn, group_id))
+        return read_answer(groups.group_resource(conn, group_id))
 
 
 def _own_job(job_id: str) -> jobs.Job:

@@ -146,7 +146,7 @@ def register(sub) -> None:
                     "for local use and tests only.")
     issue.add_argument("--scope", action="append", required=True,
                        help="a SMART scope, e.g. system/*.rs (repeatable)")
-    issue.add_argument("--patient", help="the patient claim (required for patient/ scopes)")
+    issue.add_argument("--patient", help="the patient claim: the FHIR Patient id, e.g. pat-p01 (required for patient/ scopes)")
     issue.add_argument("--subject", default="fhir-bridge-dev", help="the sub claim")
     issue.add_argument("--ttl", type=int, help="lifetime in seconds (default "
                                                 "auth.token_ttl_seconds)")

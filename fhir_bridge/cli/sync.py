@@ -76,12 +76,14 @@ def cmd_sync(args) -> int:
 def cmd_target(args) -> int:
     from dataclasses import asdict
 
-    from ..sync import service
+    from ..sync import first_writes, service
     from ..sync.targets import target_from_config
 
     target = target_from_config(settings(), args.name)
     if args.action == "check":
         report = service.check_target(target)
+        if report.ok:  # how pushes write what the target lacks (sync/first_writes.py)
+            first_writes.record(open_bridge().engine, target.name, report.first_write)
         print_json(asdict(report))
         if report.left_behind:
             print(f"error: target check could not delete its test resource "

@@ -163,9 +163,9 @@ def capability_statement() -> dict:
     """The CapabilityStatement of a fhir-bridge server, as a canonical resource (what /fhir
     serves, without one deployment's address)."""
     from ..facade import capability
-    from ..subscriptions import CAPABILITY
+    from ..subscriptions import subscription_capability
 
-    statement = capability.statement("", [CAPABILITY, *capability_entries()],
+    statement = capability.statement("", [subscription_capability(), *capability_entries()],
                                      published=None)
     statement.pop("implementation", None)
     statement.update({"id": "fhir-bridge-server", "url": CAPABILITY_URL, "version": __version__,
@@ -176,16 +176,15 @@ def capability_statement() -> dict:
     return statement
 
 
-#: How /fhir searches the conformance resources: parameter -> FHIR search type.
-SEARCH_PARAMS = {"url": "uri", "name": "string", "_id": "token"}
 TYPES = ("StructureDefinition", "CodeSystem", "ValueSet")
 
 
 def capability_entries() -> list[dict]:
-    """The CapabilityStatement.rest.resource entries of the conformance resources."""
-    return [{"type": rtype, "interaction": [{"code": "read"}, {"code": "search-type"}],
-             "searchParam": [{"name": name, "type": kind}
-                             for name, kind in SEARCH_PARAMS.items()]}
+    """The CapabilityStatement.rest.resource entries of the conformance resources (their
+    search parameters: ``catalog`` in mappings/search-parameters.yaml)."""
+    from ..facade.catalog import capability_entry
+
+    return [capability_entry(rtype, "The bridge's own conformance resources (read-only).")
             for rtype in TYPES]
 
 

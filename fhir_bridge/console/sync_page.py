@@ -58,6 +58,17 @@ def targets_summary(bridge) -> list[dict]:
 @bp.get("/console/sync")
 @requires("sync.view")
 def page():
+    return _page()
+
+
+def _refused(what: str, exc: BridgeError):
+    """An action that did not happen (another operator's won, say): the page with the
+    reason, answered with the error's status (409), not a redirect that hides it."""
+    flash(f"{what}: {exc.message}", "error")
+    return _page(), exc.status
+
+
+def _page() -> str:
     bridge = _bridge()
     conflicts = list_conflicts(bridge.engine, "open")
     for conflict in conflicts:
@@ -77,7 +88,10 @@ def retry():
     if not seqs and request.form.get("all") != "1":
         flash("choose the dead letters to retry", "error")
         return redirect(url_for("console_sync.page"))
-    count = sync_operator.retry_dead(_bridge(), seqs or None, agent_name())
+    try:
+        count = sync_operator.retry_dead(_bridge(), seqs or None, agent_name())
+    except BridgeError as exc:
+        return _refused("dead letters not retried", exc)
     flash(f"{count} dead letter{'s' if count != 1 else ''} back in the outbox", "ok")
     return redirect(url_for("console_sync.page"))
 
@@ -92,9 +106,8 @@ def resolve(conflict_id: int):
     try:
         result = sync_operator.resolve_conflict(_bridge(), conflict_id, keep, agent_name())
     except BridgeError as exc:
-        flash(f"conflict {conflict_id} not resolved: {exc.message}", "error")
-    else:
-        flash(f"conflict {conflict_id}: {result}", "ok")
+        return _refused(f"conflict {conflict_id} not resolved", exc)
+    flash(f"conflict {conflict_id}: {result}", "ok")
     return redirect(url_for("console_sync.page"))
 
 

@@ -60,6 +60,10 @@ COMBINATION = ("http://hl7.org/fhir/StructureDefinition/"
                "capabilitystatement-search-parameter-combination")
 EVERYTHING = {"name": "everything",
               "definition": "http://hl7.org/fhir/OperationDefinition/Patient-everything"}
+#: app.extensions keys where other parts add system-level operations and the canonicals of the
+#: statements they conform to (bulk/__init__.py: $export and the Bulk Data statement).
+OPERATIONS = "fhir_capability_operations"
+INSTANTIATES = "fhir_capability_instantiates"
 #: System-level interactions of facade/system.py (GET /fhir?_type=, GET /fhir/_history).
 SYSTEM_INTERACTIONS = [{"code": "search-system"}, {"code": "history-system"}]
 
@@ -95,8 +99,11 @@ def _combinations(spec: parameters.ResourceSearch) -> dict:
 def statement(base_url: str, extra_resources: Iterable[dict] = (),
               published: dt.datetime | None = None, cors: bool = False,
               oauth: dict[str, str] | None = None,
-              writes: dict[str, tuple[str, ...]] | None = None) -> dict:
-    """``writes``: type -> the write interactions served (intake.write_support)."""
+              writes: dict[str, tuple[str, ...]] | None = None,
+              operations: Iterable[dict] = (), instantiates: Iterable[str] = ()) -> dict:
+    """``writes``: type -> the write interactions served (intake.write_support);
+    ``operations``: system-level operations other parts serve (Bulk Data ``$export``);
+    ``instantiates``: the canonicals of the statements they conform to, besides US Core's."""
     specs = parameters.load()
     writes = writes or {}
     resources = []
@@ -137,6 +144,8 @@ def statement(base_url: str, extra_resources: Iterable[dict] = (),
             i for i in extra.get("interaction", []) if i not in same["interaction"]]
         if "supportedProfile" in extra:
             same.setdefault("supportedProfile", extra["supportedProfile"])
+        if "operation" in extra:
+            same["operation"] = [*same.get("operation", []), *extra["operation"]]
     resources.sort(key=lambda r: r["type"])
     when = (published or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
     return {
@@ -145,7 +154,7 @@ def statement(base_url: str, extra_resources: Iterable[dict] = (),
         "date": when,
         "publisher": "fhir-bridge",
         "kind": "instance",
-        "instantiates": [US_CORE_SERVER],
+        "instantiates": [US_CORE_SERVER, *instantiates],
         "software": {"name": "fhir-bridge", "version": __version__},
         "implementation": {"description": "fhir-bridge FHIR R4 API (read, search and write "
                                           "over the bridge's store)",
@@ -160,6 +169,7 @@ def statement(base_url: str, extra_resources: Iterable[dict] = (),
             "resource": resources,
             "interaction": SYSTEM_INTERACTIONS + (
                 [{"code": "transaction"}, {"code": "batch"}] if writes else []),
+            **({"operation": list(operations)} if operations else {}),
             "compartment": ["http://hl7.org/fhir/CompartmentDefinition/patient"],
         }],
     }
@@ -172,7 +182,9 @@ VALIDATE = {"name": "validate",
 
 
 def _write_entry(interactions: tuple[str, ...], read: list[dict]) -> dict:
-    """What a writable type's entry adds (writes.py, plans.py, conditional.py)."""
-    return {"interaction": read + [{"code": code} for code in interactions],
+    """What a writable type's entry adds (writes.py, plans.py, conditional.py; patch.py
+    where update is served)."""
+    codes = [*interactions, *(("patch",) if "update" in interactions else ())]
+    return {"interaction": read + [{"code": code} for code in codes],
             "conditionalCreate": True, "conditionalUpdate": True,
             "conditionalDelete": "not-supported", "operation": [VALIDATE]}

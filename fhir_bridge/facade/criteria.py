@@ -49,7 +49,12 @@ def criterion(param: SearchParameter, modifier: str | None, value: str) -> Crite
         if modifier not in (None, "not", "text"):
             raise Refused(f"token parameters take :not, :text or :missing, not :{modifier}",
                            "not-supported")
-        return Criterion(param, modifier, tuple(_token(a) for a in alternatives))
+        tokens = tuple(_token(a) for a in alternatives)
+        unknown = [code for _, code in tokens
+                   if param.values and code is not None and code not in param.values]
+        if unknown and modifier != "text":
+            raise Refused(f"must be one of {', '.join(param.values)}, not {unknown[0]!r}")
+        return Criterion(param, modifier, tokens)
     if param.type == "reference":
         type_modifier = modifier
         if modifier is not None and (not modifier[:1].isupper()
@@ -61,7 +66,7 @@ def criterion(param: SearchParameter, modifier: str | None, value: str) -> Crite
     if param.type == "uri":  # exact, as FHIR R4 compares uri parameters (a canonical
         if modifier is not None:  # matches with or without its |version)
             raise Refused(f"uri parameters take no :{modifier}", "not-supported")
-        return Criterion(param, None, tuple(alternatives))
+        return Criterion(param, None, tuple(_uri(param, a) for a in alternatives))
     if param.type == "date":
         if modifier is not None:
             raise Refused(f"date parameters take no :{modifier}", "not-supported")
@@ -71,6 +76,13 @@ def criterion(param: SearchParameter, modifier: str | None, value: str) -> Crite
                        "not-supported")
     return Criterion(param, modifier,
                      tuple(a if modifier == "exact" else fold(a) for a in alternatives))
+
+
+def _uri(param: SearchParameter, value: str) -> str:
+    """A relative uri (no scheme) read against the parameter's base, if it has one."""
+    if param.relative_to and ":" not in value:
+        return param.relative_to + value
+    return value
 
 
 def _token(value: str) -> tuple[str | None, str | None]:

@@ -111,13 +111,14 @@ def read_resource(mapper: Mapper, resource: object, resource_type: str,
 
 def _keep_labels(found: Foreign) -> None:
     """The bridge's profile and security labels (psychiatry sensitivity, restricted) stay on
-    what it serves of a written resource that did not carry them: the kept original gets
-    them, since the merge takes every element the bridge did not change from the original."""
-    meta = found.kept.baseline.get("meta") or {}
-    sent = found.kept.original.setdefault("meta", {})
-    for key in ("profile", "security"):
-        if key in meta and key not in sent:
-            sent[key] = meta[key]
+    what it pushes of a written resource (and its members) that did not carry them: the kept
+    original gets them, so a push does not take them off as it does for a pulled one."""
+    for kept in found.every_kept():
+        meta = kept.baseline.get("meta") or {}
+        sent = kept.original.setdefault("meta", {})
+        for key in ("profile", "security"):
+            if key in meta and key not in sent:
+                sent[key] = meta[key]
 
 
 def notes_outcome(notes: list[tuple[str, str]]) -> list[dict]:

@@ -253,6 +253,9 @@ def matches(resource: dict, criterion: Criterion) -> bool:
                    for prefix, lo, hi in criterion.values for r in ranges)
     if param.type == "uri":
         uris = {u for v in found if isinstance(v, str) for u in (v, v.split("|", 1)[0])}
+        version = resource.get("version")
+        if "url" in param.paths and isinstance(version, str):  # a canonical resource's own
+            uris |= {f"{v}|{version}" for v in found if isinstance(v, str)}  # url|version
         return any(u in uris for u in criterion.values)
     if param.type == "string":
         texts = [fold(s) for v in found for s in strings(v)]

@@ -1,4 +1,6 @@
-"""The search parameters the FHIR API supports, loaded from mappings/search-parameters.yaml."""
+"""The search parameters the FHIR API supports, loaded from mappings/search-parameters.yaml:
+``types`` (resources in the store) and ``catalog`` (resources built by the bridge and searched
+as a list: conformance resources, Questionnaires, topics, Groups)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ class SearchParameter:
     paths: tuple[str, ...]
     targets: tuple[str, ...] = ()
     doc: str = ""
+    relative_to: str = ""  # uri: the base a value without a scheme is read against
+    values: tuple[str, ...] = ()  # token: the only codes it can have (else 400)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,7 @@ class ResourceSearch:
     in_patient_compartment: bool
     params: dict[str, SearchParameter]
     combinations: tuple[tuple[str, ...], ...] = ()  # declared in the CapabilityStatement
+    listed: bool = False  # a catalog type: searched over a list of resources, not the store
 
     def reference_params(self) -> dict[str, SearchParameter]:
         return {n: p for n, p in self.params.items() if p.type == "reference"}
@@ -53,12 +58,33 @@ def load(path: Path = PARAMETERS_FILE) -> dict[str, ResourceSearch]:
     return out
 
 
+@lru_cache(maxsize=None)
+def load_catalog(path: Path = PARAMETERS_FILE) -> dict[str, ResourceSearch]:
+    doc = yaml.safe_load(path.read_text())
+    twice = set(doc.get("catalog", {})) & set(doc["types"])
+    if twice:
+        raise ValueError(f"types both in the store and in the catalog: {sorted(twice)}")
+    return {rtype: ResourceSearch(rtype, False, {name: _param(name, p) for name, p in
+                                                 spec["params"].items()}, listed=True)
+            for rtype, spec in doc.get("catalog", {}).items()}
+
+
 def _param(name: str, spec: dict) -> SearchParameter:
     if spec["type"] not in TYPES:
         raise ValueError(f"search parameter {name}: unknown type {spec['type']!r}")
+    if spec.get("relative_to") and spec["type"] != "uri":
+        raise ValueError(f"search parameter {name}: only uri parameters take relative_to")
+    if spec.get("values") and spec["type"] != "token":
+        raise ValueError(f"search parameter {name}: only token parameters take values")
     return SearchParameter(name, spec["type"], tuple(spec["paths"]),
-                           tuple(spec.get("targets", ())), spec.get("doc", ""))
+                           tuple(spec.get("targets", ())), spec.get("doc", ""),
+                           spec.get("relative_to", ""), tuple(spec.get("values", ())))
 
 
 def for_type(resource_type: str) -> ResourceSearch | None:
+    """A type in the store (the catalog types are ``catalog_for_type``'s)."""
     return load().get(resource_type)
+
+
+def catalog_for_type(resource_type: str) -> ResourceSearch | None:
+    return load_catalog().get(resource_type)

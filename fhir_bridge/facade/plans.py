@@ -306,8 +306,31 @@ def _result(conn, plan: Plan, saved: list[StoredRecord], dry_run: bool) -> Resul
     found = detected_issues(saved, plan.record_id) if plan.concept.name == "prescription" \
         else []
     issues = safety_warnings(found, _bridge().mapper)["issue"] if found else []
+    if plan.concept.name == "assessment" and plan.record is not None:
+        issues += alert_warnings(plan.record, _bridge().mapper)
     issues += intake.notes_outcome(plan.foreign.notes if plan.foreign else [])
     warnings = {"resourceType": "OperationOutcome", "issue": issues} if issues else None
     status = 204 if plan.record is None else 201 if plan.create else 200
     return Result(plan, status, stored, warnings, saved)
 
+
+
+def alert_warnings(record: dict, mapper) -> list[dict]:
+    """The safety alerts an assessment raised (PHQ-9 item 9, C-SSRS risk; instruments.yaml),
+    as warnings of the answer: each stored as an active Flag, which the issue names, so the
+    writer learns at once what the JSON API's ``alerts`` tell its clients."""
+    from ..clinical.scoring import read
+    from ..mapping.catalogs import instruments
+
+    if not record.get("alerts"):
+        return []
+    reading = read(instruments()[record["instrument"]],
+                   {a["number"]: a["value"] for a in record.get("items") or []},
+                   record.get("total"))
+    system = mapper.terminology.local_system("clinical-alert")
+    return [{"severity": "warning", "code": "informational",
+             "details": {"coding": [{"system": system, "code": a.alert, "display": a.text}],
+                         "text": a.text},
+             "diagnostics": f"{a.alert}: stored as an active Flag "
+                            f"({mapper.reference('assessment-alert', record['id'] + '.' + a.alert)})",
+             "expression": ["Observation.hasMember"]} for a in reading.alerts]

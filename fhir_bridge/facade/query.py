@@ -95,8 +95,11 @@ def searchable(resource_type: str) -> ResourceSearch:
     return spec
 
 
-def parse_search(resource_type: str, args: Iterable[tuple[str, str]]) -> Search:
-    spec = searchable(resource_type)
+def parse_search(resource_type: str, args: Iterable[tuple[str, str]],
+                 spec: ResourceSearch | None = None) -> Search:
+    """``spec``: the parameters to read the query by (a catalog type's); the store's by
+    default."""
+    spec = spec or searchable(resource_type)
     search = Search(resource_type)
     issues: list[Issue] = []
     for name, value in args:
@@ -140,6 +143,10 @@ def _apply(spec: ResourceSearch, search: Search, name: str, value: str) -> None:
         search.sort = [_sort_key(spec, part) for part in value.split(",")]
         if len({key for key, _ in search.sort}) < len(search.sort):
             raise Refused("names a key twice")
+    elif spec.listed and (base in ("_include", "_revinclude", "_has") or "." in name):
+        raise Refused(f"{spec.resource_type} is not searched in the record store: its "
+                       "searches take no _include, _revinclude, _has or chains",
+                       "not-supported")
     elif base in ("_include", "_revinclude"):
         if modifier not in ("", "iterate"):
             raise Refused(f"unsupported modifier :{modifier}", "not-supported")
@@ -215,10 +222,11 @@ def _int(value: str, low: int, high: int | None) -> int:
 
 
 def sort_keys(spec: ResourceSearch) -> list[str]:
-    """What a type can be sorted by: _id, _lastUpdated and its date, token and string
-    parameters."""
-    return [*SQL_KEYS, *sorted(n for n, p in spec.params.items()
-                               if p.type in SORTABLE_TYPES and n not in SQL_KEYS)]
+    """What a type can be sorted by: _id, _lastUpdated (where declared) and its date, token
+    and string parameters."""
+    return [*(key for key in SQL_KEYS if key in spec.params),
+            *sorted(n for n, p in spec.params.items()
+                    if p.type in SORTABLE_TYPES and n not in SQL_KEYS)]
 
 
 def _sort_key(spec: ResourceSearch, part: str) -> tuple[str, bool]:

@@ -81,3 +81,21 @@ def bundle(kind: str, total: int, entries: list[dict], url: str, args: list[tupl
     if entries:
         out["entry"] = entries
     return out
+
+
+def searchset(base: str, path: str, search: Any, result: Any) -> dict:
+    """The searchset Bundle of a search's result (search.Search, search.SearchResult): the
+    page's matches and includes as asked (``_summary``, ``_elements``), or only the total
+    for ``_summary=count``; ``path`` is where the search was made (``CarePlan``,
+    ``Patient/p1/CarePlan``)."""
+    if search.summary_count:
+        return {"resourceType": "Bundle", "type": "searchset", "total": result.total}
+    subset = search.subset
+    entries = [{"fullUrl": f"{base}/{s.resource_type}/{s.id}",
+                "resource": subset.apply(s.resource()), "search": {"mode": "match"}}
+               for s in result.matches]
+    entries += [{"fullUrl": f"{base}/{s.resource_type}/{s.id}",
+                 "resource": subset.apply(s.resource(), primary=False),
+                 "search": {"mode": "include"}} for s in result.included]
+    return bundle("searchset", result.total, entries, f"{base}/{path}", search.canonical,
+                  search.count, search.offset)

@@ -2,12 +2,16 @@
 search of its own, run here); SQL narrows by type, id, patient and the search-parameter index
 (indexing.py); the criteria the index cannot decide are checked on each candidate; then sort
 (SQL for _id and _lastUpdated, sorting.py for values inside the resources), page, _include and
-_revinclude."""
+_revinclude.
+
+The same engine searches a list of resources (``Listed``: the catalog types, which the
+bridge builds rather than stores): every criterion is checked on each resource, then the same
+sort, paging and counting."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -45,7 +49,42 @@ class SearchResult:
     included: list[StoredResource] = field(default_factory=list)
 
 
-def run(conn: sa.Connection, search: Search, viewer: Viewer) -> SearchResult:
+@dataclass(frozen=True)
+class Listed:
+    """A resource of a listed source, as the engine handles a stored one (key, id,
+    last_updated, resource())."""
+
+    body: dict
+
+    @property
+    def resource_type(self) -> str:
+        return self.body["resourceType"]
+
+    @property
+    def id(self) -> str:
+        return self.body["id"]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.resource_type, self.id
+
+    @property
+    def last_updated(self):
+        bounds = match.date_range((self.body.get("meta") or {}).get("lastUpdated"))
+        return bounds[0] if bounds else None
+
+    def resource(self) -> dict:
+        return self.body
+
+
+def run(source: sa.Connection | Iterable[dict], search: Search,
+        viewer: Viewer | None = None) -> SearchResult:
+    """Search the store (``source`` a connection; ``viewer`` says who asks) or a list of
+    resources of the searched type (a catalog type, whose spec the Search was parsed by)."""
+    if not isinstance(source, sa.Connection):
+        ordered = sorted((Listed(r) for r in source), key=lambda item: item.id)
+        return _selected(ordered, list(search.criteria), search, False)
+    conn = source
     linked = _linked_criteria(conn, search, viewer)
     if linked is None:  # a chain or _has that matches nothing
         return SearchResult(0, [])
@@ -54,22 +93,33 @@ def run(conn: sa.Connection, search: Search, viewer: Viewer) -> SearchResult:
     if not remaining and in_sql:
         total, matches = repository.page(conn, search.resource_type, pre, search.sort,
                                          search.count, search.offset)
+        result = SearchResult(total, matches)
     else:
-        found, bodies = [], {}
         sql_sort = search.sort if in_sql else []
-        for stored in repository.candidates(conn, search.resource_type, pre, sql_sort):
-            resource = stored.resource()
-            if all(match.matches(resource, c) for c in remaining):
-                found.append(stored)
-                bodies[stored.key] = resource
-        if not in_sql:
-            found = sorting.sort(found, search.sort,
-                                 parameters.for_type(search.resource_type).params, bodies)
-        total = len(found)
-        matches = found[search.offset:search.offset + search.count]
+        result = _selected(repository.candidates(conn, search.resource_type, pre, sql_sort),
+                           remaining, search, in_sql)
     if search.summary_count:
-        return SearchResult(total, [])
-    return SearchResult(total, matches, _included(conn, search, matches, viewer))
+        return SearchResult(result.total, [])
+    result.included = _included(conn, search, result.matches, viewer)
+    return result
+
+
+def _selected(candidates: Iterable, remaining: list[Criterion], search: Search,
+              sorted_already: bool) -> SearchResult:
+    """The candidates every remaining criterion matches, sorted (unless SQL sorted them
+    already) and paged."""
+    found, bodies = [], {}
+    for candidate in candidates:
+        resource = candidate.resource()
+        if all(match.matches(resource, c) for c in remaining):
+            found.append(candidate)
+            bodies[candidate.key] = resource
+    if not sorted_already and search.sort:
+        spec = parameters.for_type(search.resource_type) or parameters.catalog_for_type(
+            search.resource_type)
+        found = sorting.sort(found, search.sort, spec.params, bodies)
+    page = found[search.offset:search.offset + search.count]
+    return SearchResult(len(found), [] if search.summary_count else page)
 
 
 def _linked_keys(conn: sa.Connection, resource_type: str, criterion: Criterion,

@@ -25,7 +25,6 @@ from flask import current_app
 from ..errors import BadRequest, BridgeError, Conflict, Issue
 from ..fhir import references
 from ..api.outcome import operation_outcome
-from ..mapping import paths
 from . import conditional, intake, plans, repository, urls
 from .repository import StoredResource
 
@@ -46,6 +45,7 @@ class Entry:
     assigned: str | None = None  # "Type/id" this entry's resource gets
     match: StoredResource | None = None  # a conditional create's existing match
     member_of: int | None = None  # index of the entry whose resource this one is part of
+    kept: list = field(default_factory=list)  # a member's elements kept as sent: (path, why)
 
 
 @dataclass
@@ -288,35 +288,33 @@ def _response(result: plans.Result) -> dict:
 
 def _localize_members(parent: Entry, entries: list[Entry], members: dict[int, int],
                       resolve, by_ref: dict) -> None:
-    """Point the parent at the resources the bridge makes of its members (the same place in
-    its own rendering: a panel's third hasMember is its item 3), so what is kept of the parent
-    as sent names them, as a pull's localized resource does."""
+    """Point the parent at the resources the bridge makes of its members (paired by their code,
+    mapping/members.py: an item with its item, the total with the total), so what is kept of
+    the parent as sent names them, as a pull's localized resource does."""
     mapper = _bridge().mapper
     urls_of = {name: entries[i] for i, p in members.items() if p == parent.index
                for name in _names(entries[i].full_url)}
     foreign = intake.read_resource(mapper, parent.resource, parent.resource_type, resolve,
                                    lambda m: _record_id(parent))
-    rendered = mapper.to_fhir(foreign.concept, foreign.record)[0]
-    change = {}
-    for spec in mapper.mapping_for(foreign.concept).children:
-        if not spec.fhir:
-            continue
-        for before, after in zip(paths.get(parent.resource, spec.fhir) or [],
-                                 paths.get(rendered, spec.fhir) or []):
-            if isinstance(before, dict) and before.get("reference") in urls_of:
-                change[before["reference"]] = after["reference"]
-    references.rewrite(parent.resource, lambda ref: change.get(ref, ref))
-    for url, ref in change.items():
-        by_ref[ref] = by_ref[url]
-        urls_of[url].assigned = ref
+    paired = {m.sent_as: m for m in foreign.members if m.sent_as in urls_of}
+    references.rewrite(parent.resource,
+                       lambda ref: "/".join(paired[ref].key) if ref in paired else ref)
+    for url, member in paired.items():
+        by_ref["/".join(member.key)] = by_ref[url]
+        urls_of[url].assigned = "/".join(member.key)
+        urls_of[url].kept = member.notes
 
 
 def _member_response(entry: Entry) -> dict:
-    """A member: answered with the resource the bridge made of it."""
+    """A member: answered with the resource the bridge made of it, and what of it was kept as
+    sent without a place in the record."""
     key = references.split(entry.assigned)
     with _bridge().engine.connect() as conn:
         stored = repository.current(conn, *key) if key else None
-    return _stored_response(201 if stored is not None else 200, stored)
+    issues = intake.notes_outcome(entry.kept)
+    return _stored_response(201 if stored is not None else 200, stored,
+                            {"resourceType": "OperationOutcome", "issue": issues} if issues
+                            else None)
 
 
 # -- batch -------------------------------------------------------------------------------------

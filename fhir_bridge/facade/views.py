@@ -17,7 +17,7 @@ from .match import date_range, restore_plus
 from .negotiate import negotiate
 from .query import page_args, parse_search
 from .repository import StoredResource
-from .responses import bundle, fhir
+from .responses import bundle, fhir, searchset
 from .search import run
 
 bp = Blueprint("fhir", __name__, url_prefix="/fhir")
@@ -77,8 +77,11 @@ def _resource_type(resource_type: str) -> str:
 def metadata():
     extra = current_app.extensions.get("fhir_capability_resources", [])
     cors = bool(current_app.extensions.get(hooks.EXTENSION))
-    return fhir(capability.statement(base_url(), extra, cors=cors, oauth=smart.oauth_uris(),
-                                     writes=intake.write_support(_bridge().mapper)))
+    return fhir(capability.statement(
+        base_url(), extra, cors=cors, oauth=smart.oauth_uris(),
+        writes=intake.write_support(_bridge().mapper),
+        operations=current_app.extensions.get(capability.OPERATIONS, []),
+        instantiates=current_app.extensions.get(capability.INSTANTIATES, [])))
 
 
 # -- read and vread ----------------------------------------------------------------------------
@@ -104,7 +107,7 @@ def _not_modified(stored: StoredResource) -> bool:
     return False
 
 
-def _read_subset(rtype: str) -> Subset:
+def read_subset(rtype: str) -> Subset:
     """``_summary`` (true, text, data, false) and ``_elements`` on a read."""
     issues, summary, named = [], None, []
     for value in request.args.getlist("_summary"):
@@ -137,7 +140,7 @@ def read(resource_type: str, resource_id: str):
     rtype = _resource_type(resource_type)
     if resource_id.startswith("$"):
         raise _unknown_operation(resource_id, f"type {rtype}")
-    subset = _read_subset(rtype)
+    subset = read_subset(rtype)
     with _bridge().engine.connect() as conn:
         viewer = access.viewer_for(conn, rtype, "r")
         stored = repository.current(conn, rtype, resource_id)
@@ -152,7 +155,7 @@ def read(resource_type: str, resource_id: str):
 @bp.get("/<resource_type>/<resource_id>/_history/<version_id>")
 def vread(resource_type: str, resource_id: str, version_id: str):
     rtype = _resource_type(resource_type)
-    subset = _read_subset(rtype)
+    subset = read_subset(rtype)
     if not (version_id.isascii() and version_id.isdigit()) or len(version_id) > 18:
         raise NotFound(f"{rtype}/{resource_id} has no version {version_id!r}")
     with _bridge().engine.connect() as conn:
@@ -252,19 +255,8 @@ def _search(rtype: str, args: list[tuple[str, str]], in_patient: str | None = No
         viewer = access.viewer_for(conn, rtype, "s")
         result = run(conn, search, viewer)
     access.note_access(result.matches + result.included, urlencode(search.canonical))
-    base = base_url()
-    if search.summary_count:
-        return fhir({"resourceType": "Bundle", "type": "searchset", "total": result.total})
-    subset = search.subset
-    entries = [{"fullUrl": f"{base}/{s.resource_type}/{s.id}",
-                "resource": subset.apply(s.resource()), "search": {"mode": "match"}}
-               for s in result.matches]
-    entries += [{"fullUrl": f"{base}/{s.resource_type}/{s.id}",
-                 "resource": subset.apply(s.resource(), primary=False),
-                 "search": {"mode": "include"}} for s in result.included]
     path = f"Patient/{in_patient}/{rtype}" if in_patient is not None else rtype
-    return fhir(bundle("searchset", result.total, entries, f"{base}/{path}",
-                       search.canonical, search.count, search.offset))
+    return fhir(searchset(base_url(), path, search, result))
 
 
 @bp.get("/<resource_type>")
@@ -276,13 +268,17 @@ def search_type(resource_type: str):
 def search_post(resource_type: str):
     """``GET [type]/_search?...`` and ``POST [type]/_search`` with a form body (the query
     string and the form together)."""
-    rtype = _resource_type(resource_type)
+    return _search(_resource_type(resource_type), search_args())
+
+
+def search_args() -> list[tuple[str, str]]:
+    """The parameters of a ``_search`` request: the query string, and a POST's form."""
     args = list(request.args.items(multi=True))
     if request.method == "POST":
         if request.mimetype != "application/x-www-form-urlencoded":
             raise BadRequest("_search takes application/x-www-form-urlencoded parameters")
         args += list(request.form.items(multi=True))
-    return _search(rtype, args)
+    return args
 
 
 from . import compartment, system  # noqa: E402,F401  (their routes: system search and history,
@@ -302,9 +298,10 @@ def unknown_operation(resource_type: str, resource_id: str, operation: str):
 @bp.route("/<resource_type>", methods=["PATCH"])
 @bp.route("/<resource_type>/<resource_id>", methods=["POST", "PATCH"])
 def not_writable(resource_type: str, resource_id: str | None = None):
-    """Writes are in writes.py; PATCH, and POST to an instance, are not served."""
+    """Writes are in writes.py and patch.py (PATCH [type]/[id]); PATCH of a type, and POST
+    to an instance, are not served."""
     if resource_type.startswith("$") or (resource_id or "").startswith("$"):
         _resource_type(resource_type)
         raise _unknown_operation(resource_id or resource_type, "this server")
-    raise MethodNotAllowed("PATCH is not supported: update with PUT (see the "
-                           "CapabilityStatement at /fhir/metadata)")
+    raise MethodNotAllowed("PATCH takes one resource (PATCH [type]/[id]); POST to an instance "
+                           "is not served (see the CapabilityStatement at /fhir/metadata)")

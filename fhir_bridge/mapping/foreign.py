@@ -11,13 +11,24 @@ extensions, codings of other code systems) survives.
 
 Each element of the original the baseline does not reproduce is a note: its FHIRPath and why
 (``notes``), reported once per element by the caller (pull report, ``sync_notes``, /fhir
-OperationOutcome). This module is the one place for the merge; store and sync only call it.
+OperationOutcome). This module (the three-way merge itself in foreign_merge.py) is the one
+place for it; store and sync only call it.
+
+A record that renders to several resources (a panel with its items and total) keeps each one:
+the resources the sender's main one points at where the record's children are (a panel's
+``hasMember``) are read through ``resolve``, paired with the child the bridge renders of each
+(``members.py``) and kept as sent under that child's id (``Foreign.members``); the main one's
+references to them are moved to those ids. Every rendering merges each over its own original.
+
+What is served and pushed: ``labelled`` adds the bridge's profile claims and security labels
+(psychiatry sensitivity, restricted) to the merge of what the sender sent, so a served copy is
+always labelled; ``as_sent_meta`` takes off again those the sender did not have, for a push
+back to the sender.
 """
 
 from __future__ import annotations
 
 import copy
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -26,10 +37,13 @@ from ..model import concept_by_name
 from .document import load_record
 from .engine import Mapper
 from .fixups import fix_record
+from .foreign_merge import MISSING, align, merge, other_choice
+from .members import sent_members
 
-_MISSING: Any = object()
 #: meta elements the sending server owns: never stored, never merged back.
 SERVER_META = ("versionId", "lastUpdated", "source")
+#: meta elements the bridge claims on everything it serves (profiles, security labels).
+LABELS = ("profile", "security")
 
 
 @dataclass
@@ -48,11 +62,32 @@ class Kept:
 
 
 @dataclass
+class Member:
+    """A resource the record renders besides its main one (a panel's item or total), made of
+    the sender's resource ``sent_id``: its original is kept under the bridge's id for it."""
+
+    kept: Kept
+    sent_as: str  # the reference of the sender's main resource to it
+    sent_id: str | None
+    version: str | None  # the sender's version of it, when read from a server
+    notes: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.kept.original["resourceType"], self.kept.original["id"]
+
+
+@dataclass
 class Foreign:
     concept: str
     record: dict[str, Any]
     kept: Kept
     notes: list[tuple[str, str]] = field(default_factory=list)  # (FHIRPath, reason)
+    members: list[Member] = field(default_factory=list)
+
+    def every_kept(self) -> list[Kept]:
+        """What is kept of each resource of the record: the main one first."""
+        return [self.kept] + [m.kept for m in self.members]
 
 
 def parse_foreign(mapper: Mapper, resource: dict[str, Any],
@@ -81,19 +116,26 @@ def parse_foreign(mapper: Mapper, resource: dict[str, Any],
         exc.issues = [*exc.issues, *(Issue(_element_of(resource, where, rtype), why,
                                            "not-supported") for where, why in back.unmapped)]
         raise
-    rendered = mapper.to_fhir(back.concept, record)[0]
+    rendered, *children = mapper.to_fhir(back.concept, record)
     original = _without_server_meta(resource)
     told = [(_element_of(original, where, rtype),
              why if "kept as" in why else f"{why}: kept as sent") for where, why in back.unmapped]
+    members = []
+    for sent_as, sent, child in sent_members(mapper.mapping_for(back.concept), original,
+                                             children, resolve):  # moves references to them
+        kept = {**_without_server_meta(sent), "id": child["id"]}
+        members.append(Member(Kept(kept, child), sent_as, sent.get("id"),
+                              (sent.get("meta") or {}).get("versionId"),
+                              _once(_losses(kept, child, child["resourceType"]), [])))
     notes = _once(_losses(original, rendered, rtype), told + filled)
-    return Foreign(back.concept, record, Kept(original, rendered), notes)
+    return Foreign(back.concept, record, Kept(original, rendered), notes, members)
 
 
 def merge_kept(fhir: dict[str, Any], kept: Kept) -> dict[str, Any]:
     """The bridge's current rendering ``fhir`` laid over the kept original (see module doc).
     The id is always the bridge's; the narrative is the sender's (or none): the bridge's
     generated one describes the record, not what the sender holds."""
-    merged = _merge(kept.original, kept.baseline, fhir)
+    merged = merge(kept.original, kept.baseline, fhir)
     merged["id"] = fhir["id"]
     if "text" in kept.original:  # the sender's narrative; the bridge's is not added
         merged["text"] = copy.deepcopy(kept.original["text"])
@@ -102,123 +144,37 @@ def merge_kept(fhir: dict[str, Any], kept: Kept) -> dict[str, Any]:
     return merged
 
 
-# -- merging ----------------------------------------------------------------------------------
-
-def _merge(o: Any, b: Any, n: Any) -> Any:
-    if b == n:
-        return o if o is _MISSING else copy.deepcopy(o)
-    if isinstance(o, dict) and isinstance(b, dict) and isinstance(n, dict) and \
-            not _atomic(b) and not _atomic(n):
-        out = {}
-        for key in list(o) + [k for k in n if k not in o]:
-            value = _merge(o.get(key, _MISSING), b.get(key, _MISSING), n.get(key, _MISSING))
-            if value is not _MISSING:
-                out[key] = value
-        return _one_choice(out, o, n)
-    if isinstance(o, list) and isinstance(b, list) and isinstance(n, list):
-        return _merge_list(o, b, n)
-    return n if n is _MISSING else copy.deepcopy(n)
+def labelled(merged: dict[str, Any], fhir: dict[str, Any]) -> dict[str, Any]:
+    """A merged resource as served: the bridge's profile claims and security labels of its
+    rendering ``fhir`` beside the sender's (the sender's first)."""
+    ours = fhir.get("meta") or {}
+    for key in LABELS:
+        theirs = (merged.get("meta") or {}).get(key) or []
+        added = [label for label in ours.get(key) or [] if label not in theirs]
+        if added:
+            merged.setdefault("meta", {})[key] = copy.deepcopy(theirs) + copy.deepcopy(added)
+    return merged
 
 
-def _one_choice(out: dict, o: dict, n: dict) -> dict:
-    """One type of a choice element (value[x], effective[x], ...): a type the bridge wrote
-    anew replaces the sender's other type (valueQuantity for the sent valueInteger)."""
-    for key in [k for k in n if k not in o]:
-        found = _CHOICE.match(key)
-        if found:
-            for other in [k for k in o if k != key and k.startswith(found.group(1))
-                          and _CHOICE.match(k) and k not in n]:
-                out.pop(other, None)
-    return out
-
-
-_CHOICE = re.compile(r"^(value|effective|onset|abatement|medication|occurrence|scheduled|"
-                     r"deceased|multipleBirth|reported|asNeeded|performed|born|timing)[A-Z]")
-
-
-def _other_choice(key: str, b: dict) -> str | None:
-    found = _CHOICE.match(key)
-    if not found or key in b:
-        return None
-    return next((k for k in b if k.startswith(found.group(1)) and _CHOICE.match(k)), None)
-
-
-def _atomic(value: dict) -> bool:
-    """A CodeableConcept or Reference the practice changed is the bridge's whole: the sender's
-    other codings (or display) described what it was before."""
-    return "coding" in value or "reference" in value
-
-
-def _merge_list(o: list, b: list, n: list) -> list:
-    b_to_o = {j: i for i, j in _align(o, b).items()}
-    n_to_b = _pair_changed(b, n)
-    used_b = set(n_to_b.values())
-    merged_at: dict[int, Any] = {}
-    added = []
-    for k, item in enumerate(n):
-        j = n_to_b.get(k)
-        i = b_to_o.get(j) if j is not None else None
-        if i is None:
-            if j is None or b[j] != item:
-                added.append(copy.deepcopy(item))
-        else:
-            merged_at[i] = _merge(o[i], b[j], item)
-    out = []
-    for i, item in enumerate(o):
-        j = next((jj for jj, ii in b_to_o.items() if ii == i), None)
-        if j is None:
-            out.append(copy.deepcopy(item))  # the bridge has no place for it: kept
-        elif i in merged_at:
-            out.append(merged_at[i])
-        elif j not in used_b:
-            continue  # the practice removed it
-    return out + added
-
-
-def _pair_changed(b: list, n: list) -> dict[int, int]:
-    """Which baseline item each current item is: equal items first, then by position."""
-    pairs: dict[int, int] = {}
-    free = set(range(len(b)))
-    for k, item in enumerate(n):
-        j = next((j for j in sorted(free) if b[j] == item), None)
-        if j is not None:
-            pairs[k] = j
-            free.discard(j)
-    if len(b) == len(n):
-        for k in range(len(n)):
-            if k not in pairs and k in free:
-                pairs[k] = k
-                free.discard(k)
-    return pairs
-
-
-def _align(o: list, b: list) -> dict[int, int]:
-    """original index -> baseline index, by the most leaves in common (position breaks ties);
-    an item with nothing in common with any other is not aligned."""
-    leaves_o = [_leaves(x) for x in o]
-    leaves_b = [_leaves(x) for x in b]
-    scored = sorted(((len(lo & lb), -abs(i - j), i, j) for i, lo in enumerate(leaves_o)
-                     for j, lb in enumerate(leaves_b) if lo & lb), reverse=True)
-    out: dict[int, int] = {}
-    taken: set[int] = set()
-    for _, _, i, j in scored:
-        if i not in out and j not in taken:
-            out[i] = j
-            taken.add(j)
-    if len(o) == len(b):  # lists of the same length: what is left pairs up by position
-        for i in range(len(o)):
-            if i not in out and i not in taken:
-                out[i] = i
-                taken.add(i)
-    return out
-
-
-def _leaves(value: Any, path: tuple = ()) -> set:
-    if isinstance(value, dict):
-        return {leaf for k, v in value.items() for leaf in _leaves(v, path + (k,))}
-    if isinstance(value, list):
-        return {leaf for i, v in enumerate(value) for leaf in _leaves(v, path + (i,))}
-    return {(path, str(value))}
+def as_sent_meta(resource: dict[str, Any], kept: Kept) -> dict[str, Any]:
+    """A merged resource going back to its sender: without the profile claims and security
+    labels the merge added (those the bridge renders that the sender's original lacks)."""
+    meta = resource.get("meta")
+    if not meta:
+        return resource
+    sent = kept.original.get("meta") or {}
+    ours = kept.baseline.get("meta") or {}
+    for key in LABELS:
+        if key in meta:
+            kept_labels = [label for label in meta[key]
+                           if label in (sent.get(key) or []) or label not in (ours.get(key) or [])]
+            if kept_labels:
+                meta[key] = kept_labels
+            else:
+                del meta[key]
+    if not meta:
+        del resource["meta"]
+    return resource
 
 
 # -- notes ------------------------------------------------------------------------------------
@@ -232,21 +188,21 @@ def _losses(o: Any, b: Any, path: str) -> list[tuple[str, str]]:
         for key, value in o.items():
             if key in ("meta", "id"):
                 continue
-            other = _other_choice(key, b)
+            other = other_choice(key, b)
             if other:
                 out.append((f"{path}.{key}", f"read into the record, which the bridge writes as "
                                              f"{other}: kept as sent"))
             else:
-                out += _losses(value, b.get(key, _MISSING), f"{path}.{key}")
+                out += _losses(value, b.get(key, MISSING), f"{path}.{key}")
         return out
     if isinstance(o, list) and isinstance(b, list):
-        aligned = _align(o, b)
+        aligned = align(o, b)
         return [loss for i, item in enumerate(o)
-                for loss in _losses(item, b[aligned[i]] if i in aligned else _MISSING,
+                for loss in _losses(item, b[aligned[i]] if i in aligned else MISSING,
                                     f"{path}[{i}]")]
-    if b is _MISSING:
+    if b is MISSING:
         return [(path, _reason(path, None))]
-    return [(path, _reason(path, b))]
+    return [(path, _reason(path, b, o))]
 
 
 def _is_coding(value: dict) -> bool:
@@ -279,7 +235,7 @@ def _once(found: list[tuple[str, str]], told: list[tuple[str, str]]) -> list[tup
     return sorted(notes.items())
 
 
-def _reason(path: str, bridge_value: Any) -> str:
+def _reason(path: str, bridge_value: Any, sent: Any = None) -> str:
     last = path.rsplit(".", 1)[-1]
     if path.split(".")[1:2] == ["text"]:
         return "the sender's narrative: kept as sent"
@@ -289,6 +245,9 @@ def _reason(path: str, bridge_value: Any) -> str:
         why = "a reference to the sender's own resource"
     elif ".identifier" in path:
         why = "an identifier the internal record has no place for"
+    elif ".coding" in path and isinstance(bridge_value, dict) and isinstance(sent, dict) and \
+            all(bridge_value.get(k) == sent.get(k) for k in ("system", "code")):
+        why = "the sender's form of a code the bridge writes too (display, extensions)"
     elif ".coding" in path:
         why = "a code the bridge's terminology tables do not hold"
     else:

@@ -16,29 +16,29 @@ from typing import Any
 
 from flask import Flask
 
-#: CapabilityStatement.rest.resource entries this package contributes.
-CAPABILITY: list[dict[str, Any]] = [{
-    "type": "Questionnaire",
-    "supportedProfile": ["http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire"],
-    "documentation": "One Questionnaire per rating scale the bridge scores (read; search by "
-                     "url, _id, code, status). A QuestionnaireResponse to one of them, posted to "
-                     "/fhir/QuestionnaireResponse, is scored like an assessment.",
-    "interaction": [{"code": "read"}, {"code": "search-type"}],
-    "searchParam": [{"name": "url", "type": "uri"}, {"name": "_id", "type": "token"},
-                    {"name": "code", "type": "token"}, {"name": "status", "type": "token"}],
-}, {
-    # Joins the entry the search-parameter table makes (read, vread, history, search).
-    "type": "QuestionnaireResponse",
-    "supportedProfile": [
-        "http://hl7.org/fhir/us/core/StructureDefinition/us-core-questionnaireresponse"],
-    "interaction": [{"code": "create"}],
-}]
+def capability_entries() -> list[dict[str, Any]]:
+    """CapabilityStatement.rest.resource entries this package contributes."""
+    from ..facade.catalog import capability_entry
+
+    return [capability_entry(
+        "Questionnaire", "One Questionnaire per rating scale the bridge scores. A "
+        "QuestionnaireResponse to one of them, posted to /fhir/QuestionnaireResponse, is scored "
+        "like an assessment.",
+        supportedProfile=["http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire"]), {
+        # Joins the entry the search-parameter table makes (read, vread, history, search).
+        "type": "QuestionnaireResponse",
+        "supportedProfile": [
+            "http://hl7.org/fhir/us/core/StructureDefinition/us-core-questionnaireresponse"],
+        "interaction": [{"code": "create"}],
+    }]
 
 
 def install(app: Flask) -> None:
     """Register the endpoints (literal /fhir/Questionnaire... rules win over /fhir/<type>) and
-    announce them in the CapabilityStatement."""
+    the search source, and announce them in the CapabilityStatement."""
+    from ..facade import catalog
     from . import api
 
     app.register_blueprint(api.bp)
-    app.extensions.setdefault("fhir_capability_resources", []).extend(CAPABILITY)
+    catalog.register(app, "Questionnaire", api.searchable_questionnaires)
+    app.extensions.setdefault("fhir_capability_resources", []).extend(capability_entries())

@@ -1,5 +1,6 @@
-"""The questionnaire endpoints: ``/fhir/Questionnaire`` (read, and search by url, _id, code
-and status), ``POST /fhir/QuestionnaireResponse``, and ``POST /api/v1/questionnaire-responses``
+"""The questionnaire endpoints: ``/fhir/Questionnaire`` (read, and search by the /fhir engine:
+facade/catalog.py, parameters in mappings/search-parameters.yaml), ``POST
+/fhir/QuestionnaireResponse``, and ``POST /api/v1/questionnaire-responses``
 (the same answers through the JSON API, answered with the assessment record).
 
 A response is checked against its Questionnaire (intake.py), turned into the assessment record
@@ -24,24 +25,21 @@ from ..api import records
 from ..api.body import json_body
 from ..auth import compartment
 from ..auth.principal import current_principal
-from ..errors import BadRequest, InvalidInput, Issue, NotFound
+from ..errors import InvalidInput, Issue, NotFound
+from ..facade.catalog import read_answer
 from ..facade.negotiate import negotiate
-from ..facade.query import page_args
-from ..facade.responses import bundle, fhir
+from ..facade.responses import fhir
 from ..facade.urls import fhir_base
 from ..mapping.context import Context
 from ..mapping.document import load_record
 from ..model import concept_by_name
 from ..model.common import ID_PATTERN
 from ..store.records import with_meta
-from .build import all_questionnaires, instrument_of_canonical
+from .build import all_questionnaires
 from .intake import to_assessment
 
 bp = Blueprint("questionnaires", __name__)
 
-#: Search parameters of /fhir/Questionnaire, besides paging and format.
-SEARCH = ("url", "_id", "code", "status")
-GENERAL = ("_count", "_offset", "_format", "_pretty")
 #: Where an assessment field's problem is in the QuestionnaireResponse.
 RESPONSE_PATHS = {"effective": "authored", "patient_id": "subject",
                   "administered_by_id": "author", "id": "id"}
@@ -61,51 +59,10 @@ def _negotiate():
 
 # -- Questionnaire ------------------------------------------------------------------------------
 
-def _token_matches(value: str, codings: list[dict]) -> bool:
-    system, bar, code = value.rpartition("|")
-    return any(c.get("code") == code and (not bar or c.get("system") == system)
-               for c in codings)
-
-
-def _matches(questionnaire: dict, name: str, values: list[str]) -> bool:
-    """Every occurrence of a parameter must match (AND); commas within one are OR."""
-    for value in values:
-        options = value.split(",")
-        if name == "url":
-            ok = any(instrument_of_canonical(o) == questionnaire["id"] and
-                     o.split("|")[0] == questionnaire["url"] for o in options)
-        elif name == "_id":
-            ok = questionnaire["id"] in options
-        elif name == "code":
-            codes = questionnaire.get("code", []) + [c for item in questionnaire["item"]
-                                                     for c in item.get("code", [])]
-            ok = any(_token_matches(o, codes) for o in options)
-        else:
-            ok = questionnaire["status"] in options
-        if not ok:
-            return False
-    return True
-
-
-@bp.get("/fhir/Questionnaire")
-def search_questionnaires():
+def searchable_questionnaires() -> list[dict]:
+    """The Questionnaires a search sees (the caller may search them): the catalog source."""
     current_principal().require("Questionnaire", "s")
-    unknown = [n for n in request.args if n not in SEARCH + GENERAL]
-    if unknown:
-        raise BadRequest("unknown search parameters",
-                         [Issue(n, "is not a search parameter of Questionnaire (url, _id, "
-                                   "code, status)", "not-supported") for n in unknown])
-    count, offset, issues = page_args(request.args.get("_count"), request.args.get("_offset"))
-    if issues:
-        raise BadRequest("bad paging parameters", issues)
-    found = [q for q in all_questionnaires(_bridge().mapper)
-             if all(_matches(q, n, request.args.getlist(n)) for n in SEARCH if n in request.args)]
-    base = fhir_base(_bridge().config)
-    entries = [{"fullUrl": f"{base}/Questionnaire/{q['id']}", "resource": q,
-                "search": {"mode": "match"}} for q in found[offset:offset + count]]
-    args = [(n, v) for n in SEARCH for v in request.args.getlist(n)]
-    return fhir(bundle("searchset", len(found), entries, f"{base}/Questionnaire", args, count,
-                       offset))
+    return all_questionnaires(_bridge().mapper)
 
 
 @bp.get("/fhir/Questionnaire/<questionnaire_id>")
@@ -113,7 +70,7 @@ def read_questionnaire(questionnaire_id: str):
     current_principal().require("Questionnaire", "r")
     for questionnaire in all_questionnaires(_bridge().mapper):
         if questionnaire["id"] == questionnaire_id:
-            return fhir(questionnaire, headers={"ETag": f'W/"{questionnaire["version"]}"'})
+            return read_answer(questionnaire, {"ETag": f'W/"{questionnaire["version"]}"'})
     raise NotFound(f"Questionnaire/{questionnaire_id} is not known",
                    [Issue("id", "the bridge has one Questionnaire per instrument: "
                                 "GET /fhir/Questionnaire lists them", "not-found")])

@@ -9,7 +9,7 @@ from typing import Iterable
 import sqlalchemy as sa
 
 from ..fhir import jsonio
-from ..mapping.foreign import Foreign, Kept, merge_kept
+from ..mapping.foreign import Foreign, Kept, labelled, merge_kept
 from . import tables as t
 
 Key = tuple[str, str]
@@ -34,33 +34,33 @@ def _rows(conn: sa.Connection, columns: tuple, keys: set[Key]) -> list:
 
 
 def merged(resources: list[dict], kept: dict[Key, Kept]) -> list[dict]:
-    """The resources of one record, each foreign one merged over what was kept of it."""
-    return [merge_kept(r, kept[(r["resourceType"], r["id"])])
+    """The resources of one record, each foreign one merged over what was kept of it, with the
+    bridge's labels (what is stored is what is served)."""
+    return [labelled(merge_kept(r, kept[(r["resourceType"], r["id"])]), r)
             if (r["resourceType"], r["id"]) in kept else r for r in resources]
 
 
+def kept_of(keep: Iterable[Foreign]) -> dict[Key, Kept]:
+    """What these parses keep, by the resource (main one and members) each is kept for."""
+    return {(k.original["resourceType"], k.original["id"]): k for f in keep
+            for k in f.every_kept()}
+
+
 def remember(conn: sa.Connection, foreign: Foreign, source: str, now: dt.datetime) -> None:
+    """Keep each resource of the parse (the main one and its members), each with its notes."""
     fc = t.foreign_content
-    original = foreign.kept.original
-    key = dict(resource_type=original["resourceType"], id=original["id"])
-    values = dict(concept=foreign.concept, record_id=foreign.record["id"],
-                  original=jsonio.dumps(original), baseline=jsonio.dumps(foreign.kept.baseline),
-                  notes=jsonio.dumps([list(n) for n in foreign.notes]), source=source,
-                  updated_at=now)
-    done = conn.execute(fc.update().where(*[fc.c[k] == v for k, v in key.items()])
-                        .values(**values)).rowcount
-    if not done:
-        conn.execute(fc.insert().values(**key, **values))
-
-
-def held(conn: sa.Connection, keys: Iterable[Key]) -> set[Key]:
-    """Which of these resources are foreign (kept as sent)."""
-    fc = t.foreign_content
-    keys = set(keys)
-    if not keys:
-        return set()
-    return {(r.resource_type, r.id) for r in _rows(conn, (fc.c.resource_type, fc.c.id), keys)} \
-        & keys
+    notes = [foreign.notes] + [m.notes for m in foreign.members]
+    for kept, noted in zip(foreign.every_kept(), notes):
+        original = kept.original
+        key = dict(resource_type=original["resourceType"], id=original["id"])
+        values = dict(concept=foreign.concept, record_id=foreign.record["id"],
+                      original=jsonio.dumps(original), baseline=jsonio.dumps(kept.baseline),
+                      notes=jsonio.dumps([list(n) for n in noted]), source=source,
+                      updated_at=now)
+        done = conn.execute(fc.update().where(*[fc.c[k] == v for k, v in key.items()])
+                            .values(**values)).rowcount
+        if not done:
+            conn.execute(fc.insert().values(**key, **values))
 
 
 def forget(conn: sa.Connection, resource_type: str, resource_id: str) -> None:

@@ -212,14 +212,18 @@ def mark(engine: sa.Engine, token: str, seqs: list[int], status: str, error: str
                 status=status, last_error=error[:2000], claimed_until=None))
 
 
-def retry(engine: sa.Engine, seqs: list[int] | None = None) -> int:
-    """Operators: put dead rows (all, or the given ones) back in the queue."""
+def retry(target: sa.Engine | sa.Connection, seqs: list[int] | None = None) -> int:
+    """Operators: put dead rows (all, or the given ones) back in the queue (with a
+    Connection: in its transaction)."""
     query = o.update().where(o.c.status == "dead")
     if seqs:
         query = query.where(o.c.seq.in_(seqs))
-    with engine.begin() as conn:
-        return conn.execute(query.values(status="pending", attempts=0, next_attempt_at=None,
-                                         claimed_by=None, claimed_until=None)).rowcount
+    query = query.values(status="pending", attempts=0, next_attempt_at=None, claimed_by=None,
+                         claimed_until=None)
+    if isinstance(target, sa.Connection):
+        return target.execute(query).rowcount
+    with target.begin() as conn:
+        return conn.execute(query).rowcount
 
 
 def status_counts(engine: sa.Engine) -> dict[str, int]:

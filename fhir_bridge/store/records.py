@@ -175,8 +175,7 @@ class RecordStore:
         # Map and validate before writing: a bad record writes nothing.
         mapped = [self.mapper.to_fhir(concept.name, record) for concept, record in changes]
         kept = foreign.stored(conn, [(r["resourceType"], r["id"]) for rs in mapped for r in rs])
-        kept.update(((f.kept.original["resourceType"], f.kept.original["id"]), f.kept)
-                    for f in keep)
+        kept.update(foreign.kept_of(keep))
         mapped = [foreign.merged(resources, kept) for resources in mapped]
         for resources in mapped:
             for resource in resources:

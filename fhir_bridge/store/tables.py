@@ -19,6 +19,8 @@ records = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     # Who wrote this version: "api", or "pull:<target>" for a change made in an EHR.
     sa.Column("source", sa.String(100)),
+    # a patient's records of a concept (migration 0017), read by every save's consequences
+    sa.Index("ix_records_patient_concept", "patient_id", "concept", "id"),
 )
 
 #: The current FHIR version of every resource mapped from a record.
@@ -113,6 +115,23 @@ remote_resources = sa.Table(
     sa.Index("ix_remote_resources_remote", "target", "resource_type", "remote_id", unique=True),
 )
 
+#: How a push writes a resource the target has not confirmed yet (sync/first_writes.py):
+#: "client-ids" (PUT Type/<id derived from the record>) or "conditional-update", as chosen by
+#: `target check`; no row means conditional update. ``sync_conditional_only``: resources that
+#: keep conditional update on that target, because a write of theirs may have landed before.
+sync_target_modes = sa.Table(
+    "sync_target_modes", metadata,
+    sa.Column("target", sa.String(80), primary_key=True),
+    sa.Column("first_write", sa.String(20), nullable=False),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False),
+)
+sync_conditional_only = sa.Table(
+    "sync_conditional_only", metadata,
+    sa.Column("target", sa.String(80), primary_key=True),
+    sa.Column("resource_type", sa.String(40), primary_key=True),
+    sa.Column("local_id", sa.String(64), primary_key=True),
+)
+
 #: A change made on both sides: nothing is overwritten until an operator resolves it.
 sync_conflicts = sa.Table(
     "sync_conflicts", metadata,
@@ -136,6 +155,19 @@ sync_watermarks = sa.Table(
     sa.Column("resource_type", sa.String(40), primary_key=True),
     sa.Column("patient_remote_id", sa.String(64), primary_key=True),
     sa.Column("watermark", sa.String(40), nullable=False),
+)
+
+#: Pull leases (store/leases.py): the pull worker holding a patient's row reads that patient's
+#: changes; ``pulled_at`` is when a pull of it last finished (the epoch: never), the order in
+#: which a pass takes them (ix_pull_leases_next: the next one without sorting them all).
+pull_leases = sa.Table(
+    "pull_leases", metadata,
+    sa.Column("target", sa.String(80), primary_key=True),
+    sa.Column("patient_remote_id", sa.String(64), primary_key=True),
+    sa.Column("claimed_by", sa.String(80)),
+    sa.Column("claimed_until", sa.DateTime(timezone=True)),
+    sa.Column("pulled_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_pull_leases_next", "target", "pulled_at", "patient_remote_id"),
 )
 
 #: Pulled resources that could not be mapped, with the reason: reported, never dropped. One

@@ -21,11 +21,12 @@ from flask import Blueprint, Response, current_app, g, request
 from ..api.body import json_body
 from ..auth import current_principal
 from ..errors import BadRequest, Forbidden, Issue, NotFound
+from ..facade.catalog import read_answer
 from ..facade.query import parse_criteria
 from ..facade.urls import fhir_base
 from ..fhir import jsonio
 from ..fhir.validate import validate_resource
-from ..store.records import instant, utcnow
+from ..store.records import utcnow
 from . import repository
 from .notify import notification_bundle, status_bundle, statuses_bundle
 from .repository import StoredSubscription, client_key
@@ -147,42 +148,16 @@ def _own_subscriptions(principal) -> list[StoredSubscription]:
                               with_unowned=_sees_unowned(principal))
 
 
-def _wanted(name: str, allowed: tuple[str, ...] | None = None) -> set[str] | None:
-    """The values of a repeatable search parameter (comma = or; repeats = and), None when
-    absent; a value outside ``allowed`` is refused (it would silently match nothing)."""
-    wanted = None
-    for value in request.args.getlist(name):
-        values = {v for v in value.split(",") if v}
-        bad = sorted(values - set(allowed)) if allowed is not None else []
-        if bad or not values:
-            raise BadRequest("the search cannot be run as written", [Issue(
-                name, f"must be one of {', '.join(allowed)}" if allowed else "is empty")])
-        wanted = values if wanted is None else wanted & values
-    return wanted
-
-
-@bp.get("")
-def search():
-    """``Subscription?status=active,requested&url=<channel endpoint>``: the caller's own."""
+def searchable_subscriptions() -> list[dict]:
+    """The caller's own Subscriptions, as served: what a search sees (catalog source)."""
     principal = _principal()
     principal.require("Subscription", "s")
-    unknown = set(request.args) - {"_format", "_pretty", "status", "url"}
-    if unknown:
-        raise BadRequest("unsupported search parameters",
-                         [Issue(n, "Subscription is searched by status and url",
-                                "not-supported") for n in sorted(unknown)])
-    statuses, urls = _wanted("status", STATUSES), _wanted("url")
-    subs = [s for s in _own_subscriptions(principal)
-            if (statuses is None or s.status in statuses)
-            and (urls is None or (s.content.get("channel") or {}).get("endpoint") in urls)]
-    _touched([f"Subscription/{s.id}" for s in subs], [])
-    base = _base()
-    bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(subs),
-              "timestamp": instant(utcnow()),
-              "link": [{"relation": "self", "url": f"{base}/Subscription"}],
-              "entry": [{"fullUrl": f"{base}/Subscription/{s.id}", "resource": _served(s),
-                         "search": {"mode": "match"}} for s in subs]}
-    return _fhir(bundle)
+    return [_served(s) for s in _own_subscriptions(principal)]
+
+
+def searched(found: list[dict]) -> None:
+    """The audit names each Subscription a search answered."""
+    _touched([f"Subscription/{s['id']}" for s in found], [])
 
 
 @bp.get("/<sub_id>")
@@ -190,7 +165,7 @@ def read(sub_id: str):
     principal = _principal()
     principal.require("Subscription", "r")
     sub = _visible(sub_id, principal)
-    return _fhir(_served(sub), headers=_headers(sub))
+    return read_answer(_served(sub), _headers(sub))
 
 
 @bp.put("/<sub_id>")

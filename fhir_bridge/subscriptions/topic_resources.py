@@ -1,28 +1,42 @@
-"""The topics as SubscriptionTopic resources at ``/fhir/SubscriptionTopic`` (read and search by
-``url``, ``resource``, ``title``, ``_id``), so a client can discover what it can subscribe to.
+"""The topics as resources a client can discover what it can subscribe to with, built from
+``mappings/subscription-topics.yaml`` (the trigger: focus type, interactions, the criteria the
+focus must meet; the filters a subscriber may use; the notification's focus type), in two
+shapes:
 
-FHIR R4 has no SubscriptionTopic; as the Subscriptions R5 Backport IG's servers do, they are
-served in the R4B shape (validated against the R4B model), built from
-``mappings/subscription-topics.yaml``: the trigger (focus type, interactions, the criteria the
-focus must meet), the filters a subscriber may use, and the notification's focus type.
+- ``/fhir/SubscriptionTopic``: the R4B shape, as the Subscriptions R5 Backport IG's servers
+  serve it (FHIR R4 has no SubscriptionTopic), validated against the R4B model;
+- ``/fhir/Basic?code=SubscriptionTopic``: the IG's R4 form, a Basic resource whose code is
+  ``SubscriptionTopic`` and whose elements are cross-version extensions.
+
+Both are read by id and searched by the /fhir engine (facade/catalog.py; parameters in
+mappings/search-parameters.yaml, ``catalog``).
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint
 
 from ..auth import current_principal
-from ..errors import BadRequest, Issue, NotFound
-from ..facade.responses import fhir
-from ..facade.urls import fhir_base
+from ..errors import Issue, NotFound
+from ..facade import catalog
 from ..fhir.validate import validate_resource
 from .topics import Topic, load_topics
 
-bp = Blueprint("subscription_topics", __name__, url_prefix="/fhir/SubscriptionTopic")
-SEARCH_PARAMS = ("url", "resource", "title", "_id")
+bp = Blueprint("subscription_topics", __name__, url_prefix="/fhir")
 DEFINITION = "http://hl7.org/fhir/StructureDefinition/"
+
+# The R4 form, as the Subscriptions R5 Backport IG's example "Backported SubscriptionTopic: R4
+# Encounter Complete" writes it (HL7/fhir-subscription-backport-ig,
+# input/resources/Basic-r4-encounter-complete.json): Basic.code is SubscriptionTopic of
+# http://hl7.org/fhir/fhir-types; url, title, description and status are R5 cross-version
+# extensions (status a modifierExtension), resourceTrigger, canFilterBy and notificationShape
+# R4B ones with the element names as the urls of their parts.
+FHIR_TYPES = "http://hl7.org/fhir/fhir-types"
+R5 = "http://hl7.org/fhir/5.0/StructureDefinition/extension-SubscriptionTopic."
+R4B = "http://hl7.org/fhir/4.3/StructureDefinition/extension-SubscriptionTopic."
+TOPIC_CODE = {"coding": [{"system": FHIR_TYPES, "code": "SubscriptionTopic"}]}
 
 
 def topic_resource(topic: Topic) -> dict:
@@ -43,40 +57,73 @@ def topic_resource(topic: Topic) -> dict:
     return resource
 
 
-def _matches(topic: Topic, name: str, values: list[str]) -> bool:
-    if name == "url":
-        return topic.url in values
-    if name == "_id":
-        return topic.key in values
-    if name == "resource":
-        return topic.resource in values or DEFINITION + topic.resource in values
-    return any(topic.title.lower().startswith(v.lower()) for v in values)  # title: string
+def _part(name: str, kind: str, value) -> dict:
+    return {"url": name, f"value{kind}": value}
 
 
-@bp.get("")
-def search():
+def basic_resource(topic: Topic) -> dict:
+    """The topic in the Backport IG's R4 form (Basic, code SubscriptionTopic)."""
+    query = urlencode(topic.match.canonical)
+    trigger = [_part("description", "Markdown", topic.description),
+               _part("resource", "Uri", DEFINITION + topic.resource),
+               *(_part("supportedInteraction", "Code", i) for i in sorted(topic.interactions))]
+    if query:
+        trigger.append({"url": "queryCriteria", "extension": [
+            _part("current", "String", f"{topic.resource}?{query}")]})
+    extensions = [{"url": R5 + "url", "valueUri": topic.url},
+                  {"url": R5 + "title", "valueString": topic.title},
+                  {"url": R5 + "description", "valueMarkdown": topic.description},
+                  {"url": R4B + "resourceTrigger", "extension": trigger},
+                  *({"url": R4B + "canFilterBy", "extension": [
+                      _part("resource", "Uri", topic.resource),
+                      _part("filterParameter", "String", name)]}
+                    for name in sorted(topic.filters)),
+                  {"url": R4B + "notificationShape", "extension": [
+                      _part("resource", "Uri", topic.resource)]}]
+    resource = {"resourceType": "Basic", "id": topic.key, "extension": extensions,
+                "modifierExtension": [{"url": R5 + "status", "valueCode": "active"}],
+                "code": TOPIC_CODE}
+    validate_resource(resource)
+    return resource
+
+
+def _topics() -> list[Topic]:
+    return sorted(load_topics().values(), key=lambda t: t.key)
+
+
+def topic_resources() -> list[dict]:
+    """What a SubscriptionTopic search sees (the caller may search topics)."""
     current_principal().require("SubscriptionTopic", "s")
-    unknown = sorted(set(request.args) - {*SEARCH_PARAMS, "_format", "_pretty"})
-    if unknown:
-        raise BadRequest("unsupported search parameters", [Issue(
-            n, f"SubscriptionTopic is searched by {', '.join(SEARCH_PARAMS)}", "not-supported")
-            for n in unknown])
-    topics = sorted(load_topics().values(), key=lambda t: t.key)
-    for name in SEARCH_PARAMS:
-        for value in request.args.getlist(name):
-            wanted = [v for v in value.split(",") if v]
-            topics = [t for t in topics if _matches(t, name, wanted)]
-    base = fhir_base(current_app.extensions["fhir_bridge"].config)
-    return fhir({"resourceType": "Bundle", "type": "searchset", "total": len(topics),
-                 "entry": [{"fullUrl": f"{base}/SubscriptionTopic/{t.key}",
-                            "resource": topic_resource(t), "search": {"mode": "match"}}
-                           for t in topics]})
+    return [topic_resource(t) for t in _topics()]
 
 
-@bp.get("/<topic_id>")
+def basic_resources() -> list[dict]:
+    """What a Basic search sees: the topics in the R4 form (the only Basic resources)."""
+    current_principal().require("Basic", "s")
+    return [basic_resource(t) for t in _topics()]
+
+
+def install(app) -> None:
+    app.register_blueprint(bp)
+    catalog.register(app, "SubscriptionTopic", topic_resources)
+    catalog.register(app, "Basic", basic_resources)
+
+
+@bp.get("/SubscriptionTopic/<topic_id>")
 def read(topic_id: str):
     current_principal().require("SubscriptionTopic", "r")
-    topic = next((t for t in load_topics().values() if t.key == topic_id), None)
+    return _read(topic_id, topic_resource, "SubscriptionTopic")
+
+
+@bp.get("/Basic/<basic_id>")
+def read_basic(basic_id: str):
+    current_principal().require("Basic", "r")
+    return _read(basic_id, basic_resource, "Basic")
+
+
+def _read(topic_id: str, shape, rtype: str):
+    topic = next((t for t in _topics() if t.key == topic_id), None)
     if topic is None:
-        raise NotFound(f"SubscriptionTopic/{topic_id} is not known")
-    return fhir(topic_resource(topic))
+        raise NotFound(f"{rtype}/{topic_id} is not known",
+                       [Issue("id", f"GET /fhir/{rtype} lists the topics", "not-found")])
+    return catalog.read_answer(shape(topic))

@@ -1,14 +1,16 @@
 """Building push transactions: outbox entries, the bundle that carries them, and reading the
 server's answer.
 
-- a resource the target has not confirmed yet is a conditional update by the bridge's
-  identifier (``PUT Type?identifier=system|value``), so a retry after a lost answer updates
-  instead of duplicating;
+- a resource the target has not confirmed yet goes to the id the bridge derived for it
+  (``PUT Type/<client id>``) when the target takes client ids (:mod:`.first_writes`), else is a
+  conditional update by the bridge's identifier (``PUT Type?identifier=system|value``); either
+  way a retry after a lost answer updates instead of duplicating;
 - a resource the target holds is ``PUT Type/<remote id>`` with ``If-Match`` on the version we
   last saw: a newer remote edit makes it fail (409/412) and becomes a conflict record, never an
   overwrite;
 - references point at the entry's ``urn:uuid`` when the target is in the same bundle, at the
-  remote id when known, else at a conditional reference ``Type?identifier=...``.
+  remote id when known, at ``Type/<client id>`` for a resource of a bundle still in flight that
+  goes there (``placed``), else at a conditional reference ``Type?identifier=...``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sqlalchemy as sa
 from .. import audit
 from ..errors import RemoteUnavailable
 from ..fhir import jsonio, references
+from ..mapping.foreign import as_sent_meta
 from ..store import foreign
 from ..store import tables as t
 from . import remote_map
@@ -43,6 +46,7 @@ class Entry:
     identity: tuple[str, str] | None  # the bridge's identifier (system, value)
     raw: str  # the stored JSON, parsed again for a copy to rewrite
     deps: frozenset[Key] = frozenset()  # the stored resources it points at (none if deleted)
+    client_id: str | None = None  # a first write goes to PUT Type/<client_id> (first_writes)
 
     @property
     def key(self) -> Key:
@@ -56,8 +60,11 @@ def referenced(content: dict | None) -> set[Key]:
     return {key for key in map(references.split, references.references(content)) if key}
 
 
-def build(conn: sa.Connection, target: str, entries: list[Entry]) -> dict:
-    """The transaction bundle for these entries (see the module docstring)."""
+def build(conn: sa.Connection, target: str, entries: list[Entry],
+          placed: dict[Key, str] | None = None) -> dict:
+    """The transaction bundle for these entries (see the module docstring). ``placed``: the
+    client ids of unconfirmed resources in bundles sent before this one."""
+    placed = placed or {}
     in_bundle = {e.key: e for e in entries if not e.deleted}
     needed: set[Key] = set()
     for e in entries:
@@ -66,8 +73,8 @@ def build(conn: sa.Connection, target: str, entries: list[Entry]) -> dict:
     needed -= set(in_bundle)
     known = remote_map.load(conn, target, needed)
     identities = {key: identity(jsonio.loads(row.content))
-                  for key, row in current(conn, needed - set(known)).items()}
-    theirs = foreign.held(conn, set(in_bundle))  # an EHR's resources: not tagged as ours
+                  for key, row in current(conn, needed - set(known) - set(placed)).items()}
+    theirs = foreign.stored(conn, set(in_bundle))  # an EHR's resources: not tagged as ours
     out = []
     for e in entries:
         full_url = f"urn:uuid:{entry_uuid(target, e.key)}"
@@ -82,8 +89,12 @@ def build(conn: sa.Connection, target: str, entries: list[Entry]) -> dict:
         resource.pop("id")
         if e.remote is not None:
             resource["id"] = e.remote.remote_id
+        elif e.client_id is not None:
+            resource["id"] = e.client_id
         if e.key not in theirs:
             resource.setdefault("meta", {})["tag"] = [BRIDGE_TAG]
+        else:  # back with only the labels and profile claims it was sent with
+            as_sent_meta(resource, theirs[e.key])
 
         def rewrite_one(ref: str) -> str:
             key = references.split(ref)
@@ -91,6 +102,8 @@ def build(conn: sa.Connection, target: str, entries: list[Entry]) -> dict:
                 return f"urn:uuid:{entry_uuid(target, key)}"
             if key in known:
                 return f"{key[0]}/{known[key].remote_id}"
+            if key in placed:
+                return f"{key[0]}/{placed[key]}"
             if key in identities and identities[key]:
                 system, value = identities[key]
                 return f"{key[0]}?identifier={system}|{value}"
@@ -101,6 +114,8 @@ def build(conn: sa.Connection, target: str, entries: list[Entry]) -> dict:
             request = {"method": "PUT", "url": f"{e.resource_type}/{e.remote.remote_id}"}
             if e.remote.remote_version:
                 request["ifMatch"] = f'W/"{e.remote.remote_version}"'
+        elif e.client_id is not None:
+            request = {"method": "PUT", "url": f"{e.resource_type}/{e.client_id}"}
         else:
             system, value = e.identity
             request = {"method": "PUT",

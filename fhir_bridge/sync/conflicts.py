@@ -54,17 +54,33 @@ def list_conflicts(engine: sa.Engine, status: str | None = "open") -> list[dict]
                 for r in conn.execute(query)]
 
 
+class AlreadyResolved(Conflict):
+    """The conflict is not open (any more): another operator resolved it first (409)."""
+
+    def __init__(self, conflict_id: int, status: str):
+        super().__init__(f"conflict {conflict_id} is already {status}", [Issue("status", status)])
+
+
 def get_open(engine: sa.Engine, conflict_id: int):
     with engine.connect() as conn:
         row = conn.execute(sa.select(c).where(c.c.id == conflict_id)).first()
     if row is None:
         raise NotFound(f"no conflict {conflict_id}")
     if row.status != "open":
-        raise Conflict(f"conflict {conflict_id} is already {row.status}",
-                       [Issue("status", row.status)])
+        raise AlreadyResolved(conflict_id, row.status)
     return row
 
 
-def close(conn: sa.Connection, conflict_id: int, status: str) -> None:
-    conn.execute(c.update().where(c.c.id == conflict_id).values(status=status,
-                                                                resolved_at=utcnow()))
+def claim(conn: sa.Connection, conflict_id: int, status: str) -> None:
+    """Close an open conflict as ``status``: the first statement of the resolving transaction.
+    Of two operators resolving it at once exactly one claims it (the conditional UPDATE holds
+    the row's lock on PostgreSQL until commit, and the other's UPDATE then finds it no longer
+    open; SQLite's writer lock serializes the two); the other gets AlreadyResolved (409)
+    before it changed anything."""
+    claimed = conn.execute(c.update().where(c.c.id == conflict_id, c.c.status == "open")
+                           .values(status=status, resolved_at=utcnow()))
+    if claimed.rowcount != 1:
+        now = conn.execute(sa.select(c.c.status).where(c.c.id == conflict_id)).scalar()
+        if now is None:
+            raise NotFound(f"no conflict {conflict_id}")
+        raise AlreadyResolved(conflict_id, now)

@@ -11,17 +11,26 @@ For each resource read:
 - a resource the bridge never wrote (an EHR's own data): imported with the records it points at
   (patient, practitioner, condition, ...), read from the target as needed.
 A resource the bridge never wrote is read as foreign (mapping/foreign.py): it is kept as sent
-beside its record, and each element the record has no place for is noted once, by its
-FHIRPath and why, in the report and in ``sync_notes``. A reference to something that could not
-be imported (or a type the bridge never imports) stays an external reference, with a note.
+beside its record (a panel's items too, each mapped to its remote id; an EHR edit of an item
+reads its panel again), and each element the record has no place for is noted once per
+resource, by its FHIRPath and why, in the report and in ``sync_notes``. A reference to
+something that could not be imported (or a type the bridge never imports) stays an external
+reference, with a note.
 Whatever cannot be made into a record at all is stored in ``sync_rejects`` with its reason,
 never dropped.
+
+Several pull workers share the patients with leases (store/leases.py): a worker reads a patient
+only while it holds that patient's lease, renews it as it goes, and writes a type's watermark
+only in a transaction that renews it; a lease that ran out (the worker stalled or was killed)
+ends that worker's work on the patient, and another worker takes it over.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -34,11 +43,12 @@ from ..mapping.engine import Mapper
 from ..mapping.foreign import Foreign, parse_foreign
 from ..model import concept_by_name
 from ..model.common import ID_PATTERN
-from ..store import counters
+from ..store import counters, leases
 from ..store import tables as t
-from ..store.records import RecordStore
+from ..store.records import RecordStore, utcnow
 from . import notes as sync_notes, rejects, remote_map
 from .conflicts import record_conflict
+from .local_view import LocalView
 from .targets import Target
 
 log = logging.getLogger("fhir_bridge.sync.pull")
@@ -57,6 +67,8 @@ class PullReport:
     conflicts: int = 0
     rejected: int = 0
     members: int = 0  # items and totals of a panel: they come in with the panel
+    #: patients left alone: held by another worker, or their lease ran out mid-pull
+    leased_elsewhere: int = 0
     reasons: list[str] = field(default_factory=list)
     #: "Type/id: FHIRPath: reason" of each element kept as sent without a place in the record
     notes: list[str] = field(default_factory=list)
@@ -71,14 +83,17 @@ class PullReport:
 
 class Puller:
     def __init__(self, engine: sa.Engine, mapper: Mapper, store: RecordStore, client,
-                 target: Target, types: tuple[str, ...] = PULL_TYPES):
+                 target: Target, types: tuple[str, ...] = PULL_TYPES,
+                 worker: str = "worker"):
         self.engine = engine
+        self.worker = worker
         self.mapper = mapper
         self.store = store
         self.client = client
         self.target = target
         self.types = types
         self.source = f"pull:{target.name}"
+        self.view = LocalView(engine, mapper, target.name)
         self._refused: set[tuple[str, str]] = set()  # this pull's rejects: refused once each
 
     # -- the loop ------------------------------------------------------------------------------
@@ -91,19 +106,43 @@ class Puller:
                 .order_by(rr.c.remote_id)).scalars())
 
     def pull(self, patients: list[str] | None = None,
-             progress: Callable[[PullReport], None] | None = None) -> PullReport:
-        """Pull each patient's resources; ``progress`` gets the running totals after each
-        patient."""
+             progress: Callable[[PullReport], None] | None = None,
+             stop: threading.Event | None = None) -> PullReport:
+        """Pull each patient's resources (the given ones, else each managed patient whose
+        lease is free and that no worker pulled since this pass began), under its lease;
+        ``progress`` gets the running totals after each patient. With ``stop`` set (a worker
+        told to end) the type in hand is finished, the lease given back, and no other patient
+        taken."""
         report = PullReport()
         self._refused = set()
+        began = utcnow()
+        stopping = stop.is_set if stop is not None else (lambda: False)
         try:
-            for patient in patients or self.managed_patients():
-                if patients:
+            if patients:
+                for patient in patients:
+                    if stopping():
+                        break
                     self._ensure_local(f"Patient/{patient}", report, depth=0)
-                for rtype in self.types:
-                    self._pull_type(rtype, patient, report)
-                if progress is not None:
-                    progress(report)
+                    lease = leases.claim_patient(self.engine, self.target.name, patient,
+                                                 self.worker, self.target.lease_seconds)
+                    if lease is None:
+                        report.leased_elsewhere += 1
+                        report.reasons.append(f"Patient/{patient}: being pulled by another "
+                                              "worker")
+                    else:
+                        self._pull_leased(lease, report, stopping)
+                    if progress is not None:
+                        progress(report)
+            else:
+                leases.register(self.engine, self.target.name)
+                while not stopping():
+                    lease = leases.claim_next(self.engine, self.target.name, self.worker,
+                                              self.target.lease_seconds, began)
+                    if lease is None:
+                        break
+                    self._pull_leased(lease, report, stopping)
+                    if progress is not None:
+                        progress(report)
         except RemoteError:
             counters.add(self.engine, self.target.name, {**report.totals(), "pull_ok": 0,
                                                          "pull_failed": 1})
@@ -117,8 +156,27 @@ class Puller:
         self._apply(resource, report)
         return report
 
-    def _pull_type(self, rtype: str, patient: str, report: PullReport) -> None:
+    def _pull_leased(self, lease: leases.Lease, report: PullReport,
+                     stopping: Callable[[], bool]) -> None:
+        """Every type of the lease's patient; the lease is given back whatever happens."""
+        finished = False
+        try:
+            for rtype in self.types:
+                if stopping():
+                    break
+                self._pull_type(rtype, lease, report)
+            else:
+                finished = True
+        except leases.LeaseLost:
+            report.leased_elsewhere += 1
+            report.reasons.append(f"Patient/{lease.patient}: the lease ran out mid-pull; "
+                                  "left to the worker that takes it over")
+        finally:
+            leases.release(self.engine, lease, finished)
+
+    def _pull_type(self, rtype: str, lease: leases.Lease, report: PullReport) -> None:
         wm = t.sync_watermarks
+        patient = lease.patient
         key = dict(target=self.target.name, resource_type=rtype, patient_remote_id=patient)
         with self.engine.connect() as conn:
             watermark = conn.execute(sa.select(wm.c.watermark).where(
@@ -130,14 +188,22 @@ class Puller:
             # a version seen already is recognized and skipped.
             params["_lastUpdated"] = f"ge{watermark}"
         newest = watermark
+        seconds = self.target.lease_seconds
+        renewed = time.monotonic()
         for resource in self.client.search_all(rtype, params):
+            if time.monotonic() - renewed > seconds / 3:  # still ours before it is applied
+                leases.renew(self.engine, lease, seconds)
+                renewed = time.monotonic()
             report.seen += 1
             self._apply(resource, report)
             updated = (resource.get("meta") or {}).get("lastUpdated")
             if updated and (newest is None or updated > newest):
                 newest = updated
-        if newest and newest != watermark:
-            with self.engine.begin() as conn:
+        with self.engine.begin() as conn:
+            # the watermark moves only while the lease is still ours (else: LeaseLost, and
+            # this transaction writes nothing)
+            leases.hold(conn, lease, seconds)
+            if newest and newest != watermark:
                 done = conn.execute(wm.update().where(*[wm.c[k] == v for k, v in key.items()])
                                     .values(watermark=newest)).rowcount
                 if not done:
@@ -165,28 +231,46 @@ class Puller:
                 return
             self._import(resource, report, depth=0)
             return
-        local = self._local_row(rtype, known.local_id)
+        local = self.view.local_row(rtype, known.local_id)
         if local is None:
             self._reject(resource, f"maps to {rtype}/{known.local_id}, which is gone locally",
                          report)
             return
-        if self._pending_locally(rtype, known.local_id):
+        if self.view.pending_locally(rtype, known.local_id):
             record_conflict(self.engine, self.client, self.target.name, rtype, known.local_id,
                             rid, jsonio.loads(local.content), resource)
             report.conflicts += 1
             report.reasons.append(f"{rtype}/{rid}: changed on both sides; conflict recorded")
             return
-        edited = self._localize(resource, local_id=known.local_id)
+        edited = self.view.localize(resource, local_id=known.local_id)
+        main = (self.mapper.resource_type(local.concept),
+                self.mapper.resource_id(local.concept, local.record_id))
         try:
-            if self._kept(rtype, known.local_id):  # foreign: read again, kept again
+            if self.view.kept(rtype, known.local_id) and main != (rtype, known.local_id):
+                # an item of a foreign panel: the panel is read again, with the item as it is
+                with self.engine.connect() as conn:
+                    panel = remote_map.load(conn, self.target.name, {main}).get(main)
+                if panel is None:
+                    raise MappingError(f"part of {main[0]}/{main[1]}, which this target does "
+                                       "not hold", "parse")
+                read = self.client.read(main[0], panel.remote_id)
+                foreign = parse_foreign(self.mapper, self.view.localize(read, local_id=main[1]),
+                                        resolve=self._remote_resolver(),
+                                        record_id=local.record_id)
+                report.notes += self._save(local.concept, foreign.record, *main,
+                                           panel.remote_id, (read.get("meta") or {}).get(
+                                               "versionId"), foreign=foreign)
+            elif self.view.kept(rtype, known.local_id):  # foreign: read again, kept again
                 foreign = parse_foreign(self.mapper, edited, resolve=self._remote_resolver(),
                                         record_id=local.record_id)
                 report.notes += self._save(local.concept, foreign.record, rtype,
                                            known.local_id, rid, version, foreign=foreign)
             else:
-                record = self._rebuild(local.concept, local.record_id, (rtype, known.local_id),
-                                       edited)
+                record = self.view.rebuild(local.concept, local.record_id,
+                                           (rtype, known.local_id), edited)
                 self._save(local.concept, record, rtype, known.local_id, rid, version)
+        except RemoteError:
+            raise  # the target failed us: the pull fails, nothing is refused
         except BridgeError as exc:
             self._reject(resource, _describe(exc), report)
             return
@@ -212,7 +296,7 @@ class Puller:
             if key and key[0] in importable:  # else: an external reference (noted)
                 self._ensure_local(ref, report, depth + 1)
         local_hint = _local_id(rid)
-        edited = self._localize(resource, local_id=f"{mapping.id_prefix}-{local_hint}")
+        edited = self.view.localize(resource, local_id=f"{mapping.id_prefix}-{local_hint}")
         try:
             foreign = parse_foreign(self.mapper, edited, resolve=self._remote_resolver(),
                                     record_id=local_hint)
@@ -250,14 +334,13 @@ class Puller:
         concept = concept_by_name(concept_name)
         record = load_record(concept, record)
 
+        members = [m for m in foreign.members if m.version is not None] if foreign else []
+        held = [(rtype, local_id, remote_id, version)] + [  # and a foreign panel's items
+            (*m.key, m.sent_id, m.version) for m in members]
+
         def settle(conn, saved):
-            # The target already has this resource: its new outbox rows are done, and the
-            # remote map holds its id, version and the content we now have.
-            current = conn.execute(sa.select(t.resources.c.content_hash).where(
-                t.resources.c.resource_type == rtype, t.resources.c.id == local_id)).scalar()
-            conn.execute(t.outbox.update().where(
-                t.outbox.c.resource_type == rtype, t.outbox.c.resource_id == local_id,
-                t.outbox.c.status == "pending").values(status="done"))
+            # The target already has these resources: their new outbox rows are done, and the
+            # remote map holds each one's id, version and the content we now have.
             if adopt:  # resources made from an import exist on the target in its own form
                 for row in conn.execute(sa.select(t.resources.c.resource_type, t.resources.c.id)
                                         .where(t.resources.c.concept == concept.name,
@@ -266,50 +349,29 @@ class Puller:
                         t.outbox.c.resource_type == row.resource_type,
                         t.outbox.c.resource_id == row.id,
                         t.outbox.c.status == "pending").values(status="done"))
-            remote_map.remember(conn, self.target.name, rtype, local_id, remote_id, version,
-                                current)
+            for held_type, held_id, held_remote, held_version in held:
+                current = conn.execute(sa.select(t.resources.c.content_hash).where(
+                    t.resources.c.resource_type == held_type,
+                    t.resources.c.id == held_id)).scalar()
+                conn.execute(t.outbox.update().where(
+                    t.outbox.c.resource_type == held_type, t.outbox.c.resource_id == held_id,
+                    t.outbox.c.status == "pending").values(status="done"))
+                remote_map.remember(conn, self.target.name, held_type, held_id, held_remote,
+                                    held_version, current)
             rejects.clear(conn, self.target.name, rtype, remote_id)  # taken in after all
 
         self.store.save([(concept, record)], also=settle, source=self.source,
                         keep=[foreign] if foreign is not None else [])
-        if foreign is None or not foreign.notes:
+        if foreign is None:
             return []
-        with self.engine.begin() as conn:
-            new = sync_notes.record_notes(conn, self.target.name, rtype, remote_id,
-                                          foreign.notes)
-        return [f"{rtype}/{remote_id}: {path}: {why}" for path, why in new]
-
-    def _rebuild(self, concept: str, record_id: str, edited_key: tuple[str, str],
-                 edited: dict) -> dict:
-        """The owning record again, from its resources with the edited one swapped in."""
-        res = t.resources
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(res).where(res.c.concept == concept,
-                                                     res.c.record_id == record_id,
-                                                     res.c.deleted.is_(False))).all()
-        by_ref = {f"{r.resource_type}/{r.id}": jsonio.loads(r.content) for r in rows}
-        by_ref[f"{edited_key[0]}/{edited_key[1]}"] = edited
-        main_id = self.mapper.resource_id(concept, record_id)
-        main_type = self.mapper.resource_type(concept)
-        back = self.mapper.to_internal(by_ref[f"{main_type}/{main_id}"], resolve=by_ref.get)
-        lost = [f"{path}: {why}" for path, why in back.unmapped]
-        if lost:
-            raise MappingError("; ".join(lost), "parse")
-        return back.record
-
-    def _localize(self, resource: dict, local_id: str) -> dict:
-        """A remote resource with local ids: itself and every reference the map knows."""
-        out = jsonio.loads(jsonio.dumpb(resource))
-        out["id"] = local_id
-        refs = {references.split(r) for r in references.references(out) if references.split(r)}
-        with self.engine.connect() as conn:
-            local = {}
-            for rtype, rid in refs:
-                known = remote_map.by_remote_id(conn, self.target.name, rtype, rid)
-                if known is not None:
-                    local[f"{rtype}/{rid}"] = f"{rtype}/{known.local_id}"
-        references.rewrite(out, lambda ref: local.get(ref, ref))
-        return out
+        new = []
+        with self.engine.begin() as conn:  # each resource's notes under the target's id of it
+            for (held_type, _, held_remote, _), notes in zip(
+                    held, [foreign.notes] + [m.notes for m in members]):
+                new += [f"{held_type}/{held_remote}: {path}: {why}" for path, why in
+                        sync_notes.record_notes(conn, self.target.name, held_type, held_remote,
+                                                notes)]
+        return new
 
     def _remote_resolver(self):
         """For children of an imported resource (a panel's items): read them, localized."""
@@ -319,11 +381,14 @@ class Puller:
                 return None
             with self.engine.connect() as conn:
                 known = remote_map.by_remote_id(conn, self.target.name, *key)
-            if known is not None:
-                row = self._local_row(key[0], known.local_id)
+                ours = remote_map.load(conn, self.target.name, {key}).get(key)
+            if known is None and ours is not None and self.view.kept(*key):
+                key = (key[0], ours.remote_id)  # a foreign member, named by its local id
+            elif known is not None and not self.view.kept(key[0], known.local_id):
+                row = self.view.local_row(key[0], known.local_id)
                 return jsonio.loads(row.content) if row is not None else None
-            try:
-                return self._localize(self.client.read(*key), key[1])
+            try:  # not read yet, or foreign: kept as the target has it now
+                return self.view.localize(self.client.read(*key), key[1])
             except RemoteError:
                 return None
 
@@ -337,7 +402,7 @@ class Puller:
                 identifiers[0].get("system") != self.mapper.identifier_system(mapping.concept):
             return None
         local_id = f"{mapping.id_prefix}-{identifiers[0]['value']}"
-        return local_id if self._local_row(resource["resourceType"], local_id) else None
+        return local_id if self.view.local_row(resource["resourceType"], local_id) else None
 
     def _panel_of(self, resource: dict) -> str | None:
         """The panel Observation whose hasMember lists this one, if any."""
@@ -350,24 +415,6 @@ class Puller:
             return None
         entries = bundle.get("entry") or []
         return entries[0]["resource"]["id"] if entries else None
-
-    def _kept(self, rtype: str, local_id: str) -> bool:
-        fc = t.foreign_content
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.literal(1)).where(
-                fc.c.resource_type == rtype, fc.c.id == local_id)).first() is not None
-
-    def _local_row(self, rtype: str, local_id: str):
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(t.resources).where(
-                t.resources.c.resource_type == rtype, t.resources.c.id == local_id)).first()
-
-    def _pending_locally(self, rtype: str, local_id: str) -> bool:
-        o = t.outbox
-        with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.literal(1)).where(
-                o.c.resource_type == rtype, o.c.resource_id == local_id,
-                o.c.status.in_(("pending", "conflict")))).first() is not None
 
     def _reject(self, resource: dict, reason: str, report: PullReport) -> None:
         self._refused.add((resource["resourceType"], str(resource.get("id"))))

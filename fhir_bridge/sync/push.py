@@ -3,7 +3,15 @@
 Per batch: rows are claimed (with the unsent resources they point at), coalesced per resource
 (one entry per resource, so no conditional identity appears twice in a bundle), and sent as one
 transaction built by :mod:`.bundles`; content the target already has (same hash as last sent)
-is not sent again.
+is not sent again. A first write goes to the resource's client id or is a conditional update,
+as recorded for the target (:mod:`.first_writes`).
+
+Up to ``in_flight`` bundles are on their way at once (threads sharing the one client). A batch
+is claimed and built while others are in flight, but goes only once every bundle in flight
+holding a resource it points at has been answered: a bundle never points at an unconfirmed
+resource of another bundle still in flight (the server could process them in any order).
+References to those resources are built as ``Type/<client id>`` (or by identifier), which
+resolve once their bundle has committed.
 
 Before each transaction, an entry that points at a resource not yet on the target and not in
 the same transaction (leased by another or a dead worker, waiting for a retry, dead-lettered)
@@ -20,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,7 +40,7 @@ from ..fhir import jsonio
 from ..store import counters, outbox
 from ..store import tables as t
 from ..store.records import utcnow
-from . import dependencies, remote_map
+from . import dependencies, first_writes, remote_map
 from .bundles import Entry, audit_entries, build, current, identity, location, referenced
 from .targets import Target
 
@@ -81,15 +89,30 @@ class Batch:
     def todo(self) -> list[Entry]:
         return [e for unit in self.units for e in unit]
 
+    @property
+    def keys(self) -> set:
+        return {e.key for e in self.todo}
+
+    @property
+    def needs(self) -> set:
+        """The stored resources outside this batch that its entries point at."""
+        return set().union(*(e.deps for e in self.todo)) - self.keys
+
+    @property
+    def placed(self) -> dict:
+        """Its first writes by client id: (type, local id) -> client id."""
+        return {e.key: e.client_id for e in self.todo if e.client_id and not e.deleted}
+
 
 class Pusher:
     def __init__(self, engine: sa.Engine, client, target: Target, worker: str = "worker",
-                 transactions: bool = True):
+                 transactions: bool = True, in_flight: int | None = None):
         self.engine = engine
         self.client = client
         self.target = target
         self.worker = worker
         self.transactions = transactions
+        self.in_flight = max(1, in_flight or target.in_flight)
 
     def push_all(self, max_batches: int | None = None,
                  stop: "threading.Event | None" = None,
@@ -97,42 +120,72 @@ class Pusher:
         """Push until no row is due (or max_batches), or the target is unreachable: then the
         rows wait in the outbox for their backoff and a later pass.
 
-        The next batch is claimed and built while the current bundle is in flight (one sender
-        thread), so the bridge's own work hides behind the server's. Its references to the
-        bundle in flight go by identifier, which resolves once that bundle has committed; the
-        check for unconfirmed dependencies runs only when a batch is about to go, after the
-        one before it has been answered. With ``stop`` set (a worker told to end), the batch
-        in flight is finished and no other is claimed. ``progress`` gets the running totals
-        after each batch."""
+        Up to ``in_flight`` bundles go at once (see the module docstring); the next batch is
+        claimed and built meanwhile, so the bridge's own work hides behind the server's. The
+        check for unconfirmed dependencies runs when a batch is about to go, after the bundles
+        it waited for have been answered. With ``stop`` set (a worker told to end), the
+        bundles in flight are finished and no other batch is claimed. ``progress`` gets the
+        running totals after each bundle."""
         report = PushReport()
+        flying: list[tuple[Future, Batch]] = []
         batches = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="push-send") as sender:
-            batch = self._prepare()
-            while batch is not None:
-                in_flight = sender.submit(self._deliver, batch)
-                batches += 1
-                upcoming = None
-                if (max_batches is None or batches < max_batches) and \
-                        not (stop is not None and stop.is_set()):
-                    upcoming = self._prepare()
-                one = in_flight.result()
+
+        def settle(done: list[tuple[Future, Batch]]) -> bool:
+            """Take in these answered bundles; False when the target could not be reached."""
+            reached = True
+            for item in done:
+                flying.remove(item)
+                one = item[0].result()
                 report.add(one)
                 if progress is not None:
                     progress(report)
-                if one.unavailable:
-                    if upcoming is not None:  # not tried: back in the queue as it was
-                        outbox.unclaim(self.engine, upcoming.token)
+                reached = reached and not one.unavailable
+            return reached
+
+        def settle_one() -> bool:
+            finished, _ = wait([f for f, _ in flying], return_when=FIRST_COMPLETED)
+            return settle([item for item in flying if item[0] in finished])
+
+        def may_claim() -> bool:
+            return (max_batches is None or batches < max_batches) and \
+                not (stop is not None and stop.is_set())
+
+        with ThreadPoolExecutor(max_workers=self.in_flight,
+                                thread_name_prefix="push-send") as sender:
+            batch = self._prepare({})
+            reached = True
+            while reached and batch is not None:
+                pointed = [item for item in flying if item[1].keys & batch.needs]
+                reached = settle(pointed)
+                while reached and len(flying) >= self.in_flight:
+                    reached = settle_one()
+                if not reached:
+                    outbox.unclaim(self.engine, batch.token)  # not tried: back as it was
                     break
-                batch = upcoming
+                flying.append((sender.submit(self._deliver, batch), batch))
+                batches += 1
+                batch = self._prepare(self._placed(flying)) if may_claim() else None
+                reached = settle([item for item in flying if item[0].done()])
+                if not reached and batch is not None:
+                    outbox.unclaim(self.engine, batch.token)
+            while flying:
+                settle_one()
         return report
 
+    @staticmethod
+    def _placed(flying: list[tuple[Future, Batch]]) -> dict:
+        placed: dict = {}
+        for _, batch in flying:
+            placed.update(batch.placed)
+        return placed
+
     def push_batch(self) -> PushReport:
-        batch = self._prepare()
+        batch = self._prepare({})
         return self._deliver(batch) if batch is not None else PushReport()
 
-    def _prepare(self) -> "Batch | None":
+    def _prepare(self, placed: dict) -> "Batch | None":
         """Claim due rows (and what they point at), skip what the target already has, and
-        build the bundle."""
+        build the bundle (``placed``: client ids of resources in bundles still in flight)."""
         token, rows = outbox.claim(self.engine, self.worker, self.target.batch_size,
                                    self.target.lease_seconds)
         if not rows:
@@ -150,7 +203,7 @@ class Pusher:
         batch = Batch(token, units, None, report)
         if units and self.transactions:
             with self.engine.connect() as conn:
-                batch.bundle = build(conn, self.target.name, batch.todo)
+                batch.bundle = build(conn, self.target.name, batch.todo, placed)
         return batch
 
     def _deliver(self, batch: "Batch") -> PushReport:
@@ -204,6 +257,9 @@ class Pusher:
             every = set().union(*pointed.values()) if pointed else set()
             existing = {key for key, row in current(conn, every, columns=("deleted",)).items()
                         if not row.deleted}
+            # Decided after the batch's last claim: see first_writes.
+            placeable = first_writes.by_client_id(conn, self.target.name, {
+                key for key in seqs if key not in remotes and not stored[key].deleted})
         entries = []
         for key, row_seqs in seqs.items():
             row = stored[key]
@@ -211,7 +267,9 @@ class Pusher:
             entries.append(Entry(key[0], key[1], row_seqs, bool(row.deleted), content,
                                  None if row.deleted else row.content_hash, remotes.get(key),
                                  identity(content), row.content,
-                                 frozenset(pointed.get(key, set()) & existing)))
+                                 frozenset(pointed.get(key, set()) & existing),
+                                 first_writes.client_id(self.target.name, key)
+                                 if key in placeable else None))
         return entries
 
     def _unchanged(self, entry: Entry) -> bool:

@@ -112,7 +112,8 @@ def retry(bridge, target_name: str | None = None, reason_contains: str | None = 
                         continue
                     raise
                 pulled = puller.pull_one(resource)
-                if pulled.rejected:
+                if pulled.rejected and not _taken_meanwhile(bridge.engine, group_target,
+                                                            resource):
                     report.still_rejected += 1
                     report.reasons.extend(pulled.reasons)
                 else:
@@ -123,3 +124,16 @@ def retry(bridge, target_name: str | None = None, reason_contains: str | None = 
             if client is None:
                 puller.client.close()
     return report
+
+
+def _taken_meanwhile(engine: sa.Engine, target: str, resource: dict) -> bool:
+    """A retry (or pull) at the same moment took this very version in: its save won and ours
+    was refused as a lost race, which is no reason to reject the resource (the reject that
+    refusal recorded is cleared with the others)."""
+    from .remote_map import by_remote_id
+
+    version = (resource.get("meta") or {}).get("versionId")
+    with engine.connect() as conn:
+        known = by_remote_id(conn, target, resource["resourceType"], str(resource["id"]))
+    return known is not None and version is not None and known.remote_version == version
+

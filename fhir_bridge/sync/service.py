@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from ..errors import RemoteError, RemoteRejected
 from ..store import outbox
 from ..store import tables as t
-from . import remote_map
+from . import first_writes, remote_map
 from .auth import auth_from_config
 from .client import FhirClient
-from .conflicts import close, get_open
+from .conflicts import claim, get_open
 from .pull import Puller
 from .push import Pusher
 from .targets import BRIDGE_TAG, Target, target_from_config
@@ -44,10 +44,10 @@ def pusher_for(bridge, target_name: str | None = None, worker: str | None = None
 
 
 def puller_for(bridge, target_name: str | None = None,
-               client: FhirClient | None = None) -> Puller:
+               client: FhirClient | None = None, worker: str | None = None) -> Puller:
     target = target_from_config(bridge.config, target_name)
     return Puller(bridge.engine, bridge.mapper, bridge.store, client or client_for(target),
-                  target)
+                  target, worker=worker or default_worker())
 
 
 #: The identifier system of target check's test Patient (with a fresh value each time).
@@ -68,6 +68,8 @@ class CheckReport:
     ok: bool = False
     left_behind: list[str] = field(default_factory=list)  # test resources it could not delete
     cleanup_error: str | None = None
+    first_write: str = first_writes.CONDITIONAL  # how a push writes what the target lacks
+    client_ids: str = "not tried"  # what the test Patient at a client-chosen id showed
 
 
 def check_target(target: Target, client: FhirClient | None = None) -> CheckReport:
@@ -100,6 +102,8 @@ def check_target(target: Target, client: FhirClient | None = None) -> CheckRepor
     except RemoteError as exc:
         failed = f"{'read' if remote_id else 'create'} failed: {_reason(exc)}"
     report.left_behind, report.cleanup_error = _remove_probe(client, remote_id, value)
+    if failed is None and same and not report.left_behind:
+        report.first_write, report.client_ids = _probe_client_ids(client, report)
     gone = not report.left_behind
     if failed:
         report.round_trip = f"create, read, delete: {failed}"
@@ -114,6 +118,31 @@ def check_target(target: Target, client: FhirClient | None = None) -> CheckRepor
     report.ok = (report.fhir_version or "").startswith("4.0") and same and gone \
         and failed is None
     return report
+
+
+def _probe_client_ids(client: FhirClient, report: CheckReport) -> tuple[str, str]:
+    """PUT a tagged test Patient at an id of our own: client ids (first_writes) only when the
+    server creates it at exactly that id. Cleaned up like the first test Patient."""
+    value = uuid.uuid4().hex
+    probe_id = f"fhir-bridge-check-{value}"
+    probe = {"resourceType": "Patient", "id": probe_id, "meta": {"tag": [BRIDGE_TAG]},
+             "identifier": [{"system": PROBE_SYSTEM, "value": value}],
+             "name": [{"family": "Target-Check-Synthetic"}]}
+    try:
+        answer = client.update(probe)
+        landed = (answer.body or {}).get("id") or _id_from_location(answer.location)
+    except RemoteError as exc:
+        outcome = f"refused: {_reason(exc)}" if isinstance(exc, RemoteRejected) else \
+            f"unknown: {_reason(exc)}"
+        mode = first_writes.CONDITIONAL
+    else:
+        mode = first_writes.CLIENT_IDS if landed == probe_id else first_writes.CONDITIONAL
+        outcome = "created at the id sent" if landed == probe_id else \
+            f"the server chose another id ({landed})"
+    left, why = _remove_probe(client, probe_id, value)
+    report.left_behind += left
+    report.cleanup_error = report.cleanup_error or why
+    return mode, outcome
 
 
 def _remove_probe(client: FhirClient, remote_id: str | None,
@@ -194,24 +223,24 @@ def resolve_conflict(bridge, conflict_id: int, keep: str, target: Target | str |
     o = t.outbox
     if keep == "local":
         with bridge.engine.begin() as conn:
+            claim(conn, conflict_id, "kept-local")  # first: a second resolver stops here
             remote_map.remember(conn, target.name, row.resource_type, row.local_id,
                                 row.remote_id, row.remote_version, None)
             conn.execute(o.update().where(o.c.resource_type == row.resource_type,
                                           o.c.resource_id == row.local_id,
                                           o.c.status == "conflict").values(
                 status="pending", attempts=0, next_attempt_at=None, claimed_until=None))
-            close(conn, conflict_id, "kept-local")
         pusher = Pusher(bridge.engine, client, target, default_worker())
         pusher.push_all()
         return "kept-local"
     if keep == "remote":
+        remote = client.read(row.resource_type, row.remote_id)  # unreachable: still open
         with bridge.engine.begin() as conn:
+            claim(conn, conflict_id, "took-remote")  # first: a second resolver stops here
             conn.execute(o.update().where(o.c.resource_type == row.resource_type,
                                           o.c.resource_id == row.local_id,
                                           o.c.status.in_(("conflict", "pending"))).values(
                 status="done", last_error=f"superseded: conflict {conflict_id} took remote"))
-            close(conn, conflict_id, "took-remote")
-        remote = client.read(row.resource_type, row.remote_id)
         puller = Puller(bridge.engine, bridge.mapper, bridge.store, client, target)
         report = puller.pull_one(remote)
         if report.rejected:

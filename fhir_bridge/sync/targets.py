@@ -21,6 +21,7 @@ class Target:
     lease_seconds: float = 120
     retry_base_seconds: float = 2.0
     pull_page_size: int = 100
+    in_flight: int = 2  # push: transaction bundles sent at once by one worker
 
 
 def target_from_config(config: dict[str, Any], name: str | None = None) -> Target:
@@ -37,4 +38,5 @@ def target_from_config(config: dict[str, Any], name: str | None = None) -> Targe
                   lease_seconds=float(profile.get("lease_seconds", sync["lease_seconds"])),
                   retry_base_seconds=float(profile.get("retry_base_seconds",
                                                        sync["retry_base_seconds"])),
-                  pull_page_size=int(sync["pull_page_size"]))
+                  pull_page_size=int(sync["pull_page_size"]),
+                  in_flight=max(1, int(profile.get("in_flight", sync.get("in_flight", 2)))))

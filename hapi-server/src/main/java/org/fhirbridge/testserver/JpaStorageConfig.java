@@ -7,6 +7,7 @@ import ca.uhn.fhir.jpa.config.util.HapiEntityManagerFactoryUtil;
 import ca.uhn.fhir.jpa.model.config.PartitionSettings;
 import ca.uhn.fhir.jpa.model.config.SubscriptionSettings;
 import ca.uhn.fhir.jpa.model.dialect.HapiFhirH2Dialect;
+import ca.uhn.fhir.jpa.model.dialect.HapiFhirPostgresDialect;
 import ca.uhn.fhir.jpa.subscription.match.deliver.email.IEmailSender;
 import ca.uhn.fhir.jpa.util.LoggingEmailSender;
 import jakarta.persistence.EntityManagerFactory;
@@ -28,8 +29,9 @@ import org.springframework.transaction.annotation.EnableTransactionManagement;
 
 /**
  * Storage side of the server: HAPI's JPA settings, subscription and partition settings, and the
- * Hibernate entity manager on the in-memory H2 database that Spring Boot builds from
- * {@code spring.datasource.*}.
+ * Hibernate entity manager on the database that Spring Boot builds from {@code spring.datasource.*}:
+ * in-memory H2 by default, PostgreSQL when the URL is {@code jdbc:postgresql:...}
+ * ({@code scripts/hapi-server} with {@code HAPI_POSTGRES_DB} or {@code HAPI_DATABASE_URL}).
  */
 @Configuration
 @EnableTransactionManagement
@@ -38,12 +40,15 @@ public class JpaStorageConfig {
 	private static final Logger LOG = LoggerFactory.getLogger(JpaStorageConfig.class);
 
 	@Bean
-	public JpaStorageSettings jpaStorageSettings() {
+	public JpaStorageSettings jpaStorageSettings(Environment env) {
 		JpaStorageSettings s = new JpaStorageSettings();
 
 		// PUT Patient/abc-1 (client-assigned alphanumeric ids) must work; purely numeric client ids
 		// are allowed too. Server-assigned ids are then UUIDs so they can never collide with them.
-		s.setResourceClientIdStrategy(JpaStorageSettings.ClientIdStrategyEnum.ANY);
+		// fhirbridge.hapi.client-id-strategy=NOT_ALLOWED makes a server that refuses client ids
+		// (the push tests' fallback to conditional update).
+		s.setResourceClientIdStrategy(JpaStorageSettings.ClientIdStrategyEnum.valueOf(
+				env.getProperty("fhirbridge.hapi.client-id-strategy", "ANY")));
 		s.setResourceServerIdStrategy(JpaStorageSettings.IdStrategyEnum.UUID);
 
 		s.setAllowExternalReferences(true);
@@ -117,15 +122,19 @@ public class JpaStorageConfig {
 			ConfigurableListableBeanFactory beanFactory,
 			FhirContext fhirContext,
 			JpaStorageSettings storageSettings,
-			DataSource dataSource) {
+			DataSource dataSource,
+			Environment env) {
 		LocalContainerEntityManagerFactoryBean emf =
 				HapiEntityManagerFactoryUtil.newEntityManagerFactory(beanFactory, fhirContext, storageSettings);
 		emf.setPersistenceUnitName("HAPI_PU");
 		emf.setDataSource(dataSource);
 
+		String url = env.getProperty("spring.datasource.url", "");
+		Class<?> dialect = url.startsWith("jdbc:postgresql:") ? HapiFhirPostgresDialect.class : HapiFhirH2Dialect.class;
 		Map<String, Object> p = new HashMap<>();
-		p.put("hibernate.dialect", HapiFhirH2Dialect.class.getName());
-		p.put("hibernate.hbm2ddl.auto", "update"); // fresh in-memory DB: creates the schema
+		p.put("hibernate.dialect", dialect.getName());
+		// creates the schema in a fresh database, adds what is missing in a kept one (H2 file, PostgreSQL)
+		p.put("hibernate.hbm2ddl.auto", "update");
 		p.put("hibernate.search.enabled", "false");
 		p.put("hibernate.archive.scanner", "org.hibernate.boot.archive.scan.internal.DisabledScanner");
 		p.put("hibernate.show_sql", "false");
@@ -136,7 +145,7 @@ public class JpaStorageConfig {
 		p.put("hibernate.cache.use_structured_entries", "false");
 		p.put("hibernate.cache.use_minimal_puts", "false");
 		emf.setJpaPropertyMap(p);
-		LOG.info("HAPI persistence unit on in-memory H2 (dialect {})", HapiFhirH2Dialect.class.getSimpleName());
+		LOG.info("HAPI persistence unit on {} (dialect {})", url.replaceFirst("[?;].*$", ""), dialect.getSimpleName());
 		return emf;
 	}
 
