@@ -58,6 +58,13 @@ def history_length(app, rtype: str, rid: str) -> int:
 DOC = {"name": "x", "list": ["a", "b"], "nested": {"n": 1, "a/b": 2, "m~n": 3}}
 
 
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 @pytest.mark.parametrize("operations, expected", [
     ([{"op": "add", "path": "/new", "value": {"k": None}}], {**DOC, "new": {"k": None}}),
     ([{"op": "add", "path": "/list/1", "value": "ins"}], {**DOC, "list": ["a", "ins", "b"]}),
@@ -101,6 +108,9 @@ def test_each_operation_does_what_rfc_6902_says(operations, expected):
      "patch[0].from"),
     ([{"op": "remove", "path": "/name"}, {"op": "test", "path": "/list/0", "value": "b"}],
      InvalidInput, "patch[1].value"),
+    # beyond int()'s 4,300 digits and Python's recursion: a 4xx, never a 500
+    ([{"op": "remove", "path": "/list/" + "1" * 5000}], InvalidInput, "patch[0].path"),
+    ([{"op": "add", "path": "/deep", "value": _nested(900)}], BadRequest, "patch[0].value"),
 ])
 def test_a_bad_operation_is_named_by_its_index(operations, error, where):
     with pytest.raises(error) as raised:
@@ -347,3 +357,8 @@ def test_two_patches_at_once_lose_no_change(app, served):
     assert version == len(acknowledged) + 1  # the load, then one version per change
     assert history_length(app, "MedicationRequest", "rx-p01-rx2") == version
     print("pairs:", {k: statuses.count(k) for k in set(statuses)})
+
+
+def test_a_value_nested_within_the_limit_is_added():
+    assert apply(DOC, [{"op": "add", "path": "/deep", "value": _nested(60)}])["deep"] == \
+        _nested(60)

@@ -211,3 +211,29 @@ def test_two_workers_against_postgresql_send_each_row_once(database_url, hapi_ur
     for pusher in pushers:
         pusher.engine.dispose()
     bridge.engine.dispose()
+
+
+def test_a_pass_whose_leases_keep_running_out_ends_and_takes_each_patient_once(app, engine):
+    """A patient whose lease ran out mid-pull is released unfinished and so is the first one
+    free again: the pass takes it once and ends, so the worker gets on with its other tasks
+    (it looped on that patient before)."""
+    from fhir_bridge.sync.pull import Puller
+    from fhir_bridge.sync.targets import Target
+
+    manage(engine, "a", "b")
+    bridge = app.extensions["fhir_bridge"]
+    puller = Puller(engine, bridge.mapper, bridge.store, None,
+                    Target(TARGET, "http://127.0.0.1:9/fhir", lease_seconds=LEASE))
+    taken = []
+
+    def lease_runs_out(lease, report, stopping):  # as _pull_leased does on LeaseLost
+        taken.append(lease.patient)
+        leases.release(engine, lease, finished=False)
+
+    puller._pull_leased = lease_runs_out
+    done = threading.Thread(target=puller.pull, daemon=True)
+    done.start()
+    done.join(timeout=30)
+    assert not done.is_alive(), f"the pass did not end: took {Counter(taken)}"
+    assert sorted(taken) == ["a", "b"]
+    assert take_all(engine, "w2", utcnow()) != []  # nothing left held

@@ -20,6 +20,10 @@ OPS = ("add", "remove", "replace", "move", "copy", "test")
 MEMBERS = {"add": ("value",), "replace": ("value",), "test": ("value",), "move": ("from",),
            "copy": ("from",), "remove": ()}
 MAX_OPERATIONS = 1000
+#: Deepest value an operation may carry, and longest array index (no FHIR resource nests
+#: anywhere near this; beyond it Python's recursion and int() limits would be a 500).
+MAX_DEPTH = 64
+MAX_INDEX_DIGITS = 9
 
 
 class _Unapplicable(Exception):
@@ -55,6 +59,9 @@ def _index(token: str, size: int, member: str, append: bool) -> int:
         return size
     if not token.isascii() or not token.isdigit() or (len(token) > 1 and token[0] == "0"):
         raise _Unapplicable(member, f"{token!r} is not an array index")
+    if len(token) > MAX_INDEX_DIGITS:
+        raise _Unapplicable(member, f"index {token[:MAX_INDEX_DIGITS]}... is out of range "
+                                    f"(the array has {size})")
     index = int(token)
     if index > size or (index == size and not append):
         raise _Unapplicable(member, f"index {index} is out of range (the array has {size})")
@@ -147,7 +154,21 @@ def _operation(op: object, index: int) -> tuple[str, list[str], dict]:
                              [Issue(f"{where}.{member}", f"is missing (op {name})")])
     if "from" in MEMBERS[name]:
         op = {**op, "from": parse_pointer(op["from"], f"{where}.from")}
+    if "value" in MEMBERS[name] and _deeper_than(op["value"], MAX_DEPTH):
+        raise BadRequest("the patch is not a JSON Patch",
+                         [Issue(f"{where}.value", f"nests deeper than {MAX_DEPTH} levels")])
     return name, tokens, op
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether a JSON value nests more than ``limit`` levels (walked without recursion)."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [v for node in level if isinstance(node, (dict, list))
+                 for v in (node.values() if isinstance(node, dict) else node)]
+        if not level:
+            return False
+    return True
 
 
 def apply(document: Any, patch: object, max_bytes: int | None = None) -> Any:
@@ -169,6 +190,9 @@ def apply(document: Any, patch: object, max_bytes: int | None = None) -> Any:
         except _Unapplicable as exc:
             raise InvalidInput(f"operation {index} of the patch ({name}) cannot be applied",
                                [Issue(f"patch[{index}].{exc.member}", exc.reason)]) from None
+        except RecursionError:  # values nested into values, op after op
+            raise BadRequest("the patched resource nests too deeply", [Issue(
+                f"patch[{index}]", "nests it deeper than this server reads")]) from None
         if name == "copy" and max_bytes is not None and len(jsonio.dumps(doc)) > max_bytes:
             raise PayloadTooLarge("the patched resource is too large",
                                   [Issue(f"patch[{index}]", f"makes it larger than {max_bytes}"

@@ -82,9 +82,10 @@ def register(engine: sa.Engine, target: str, patients: list[str] | None = None) 
 
 
 def claim_next(engine: sa.Engine, target: str, worker: str, lease_seconds: float,
-               pulled_before: dt.datetime) -> Lease | None:
+               pulled_before: dt.datetime, skip: frozenset[str] = frozenset()
+               ) -> Lease | None:
     """Take the free lease of a managed patient not pulled since ``pulled_before`` (least
-    recently pulled first), or None when there is none."""
+    recently pulled first) and not in ``skip``, or None when there is none."""
     rr = t.remote_resources
     now = utcnow()
     managed = sa.select(sa.literal(1)).where(
@@ -92,6 +93,8 @@ def claim_next(engine: sa.Engine, target: str, worker: str, lease_seconds: float
         rr.c.remote_id == pl.c.patient_remote_id).exists()
     wanted = sa.and_(pl.c.target == target, pl.c.pulled_at < pulled_before, _free(now),
                      managed)
+    if skip:
+        wanted = sa.and_(wanted, pl.c.patient_remote_id.not_in(sorted(skip)))
     return _claim(engine, target, worker, lease_seconds, now, wanted)
 
 

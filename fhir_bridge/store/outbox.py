@@ -55,7 +55,7 @@ def _due(now: dt.datetime):
                    ~_busy_elsewhere(now))
 
 
-def _serialize_claims(conn: sa.Connection) -> None:
+def serialize_claims(conn: sa.Connection) -> None:
     """Wait for claims in flight to commit: under READ COMMITTED the next statement then sees
     their leases, which SKIP LOCKED alone would not show for another row of the same
     resource."""
@@ -70,7 +70,7 @@ def claim(engine: sa.Engine, worker: str, limit: int, lease_seconds: float = 120
     until = now + dt.timedelta(seconds=lease_seconds)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            _serialize_claims(conn)
+            serialize_claims(conn)
             seqs = conn.execute(sa.select(o.c.seq).where(_due(now)).order_by(o.c.seq)
                                 .limit(limit).with_for_update(skip_locked=True,
                                                               of=o)).scalars().all()
@@ -103,7 +103,7 @@ def claim_resources(engine: sa.Engine, token: str, keys: set[tuple[str, str]],
     with engine.begin() as conn:
         query = sa.select(o.c.seq).where(free, wanted)
         if conn.dialect.name == "postgresql":
-            _serialize_claims(conn)
+            serialize_claims(conn)
             query = query.with_for_update(skip_locked=True, of=o)
         seqs = conn.execute(query).scalars().all()
         if seqs:

@@ -54,7 +54,7 @@ def record(engine: sa.Engine, target: str, first_write: str) -> None:
         raise ValueError(f"first_write must be one of {MODES}")
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
-            outbox._serialize_claims(conn)  # claims before this one have committed
+            outbox.serialize_claims(conn)  # claims before this one have committed
         before = mode(conn, target)
         values = dict(first_write=first_write, checked_at=utcnow())
         if not conn.execute(modes.update().where(modes.c.target == target)

@@ -135,11 +135,23 @@ class Puller:
                         progress(report)
             else:
                 leases.register(self.engine, self.target.name)
+                # A patient whose lease ran out mid-pull is free again at once and first in
+                # line: this pass takes each patient once (the ones that come back are
+                # skipped: few, so the skip list stays short), so it ends and the worker goes
+                # on to its other tasks; the next pass resumes them from their watermarks.
+                taken: set[str] = set()
+                again: set[str] = set()
                 while not stopping():
                     lease = leases.claim_next(self.engine, self.target.name, self.worker,
-                                              self.target.lease_seconds, began)
+                                              self.target.lease_seconds, began,
+                                              skip=frozenset(again))
                     if lease is None:
                         break
+                    if lease.patient in taken:
+                        leases.release(self.engine, lease, finished=False)
+                        again.add(lease.patient)
+                        continue
+                    taken.add(lease.patient)
                     self._pull_leased(lease, report, stopping)
                     if progress is not None:
                         progress(report)
@@ -245,8 +257,9 @@ class Puller:
         edited = self.view.localize(resource, local_id=known.local_id)
         main = (self.mapper.resource_type(local.concept),
                 self.mapper.resource_id(local.concept, local.record_id))
+        kept = self.view.kept(rtype, known.local_id)
         try:
-            if self.view.kept(rtype, known.local_id) and main != (rtype, known.local_id):
+            if kept and main != (rtype, known.local_id):
                 # an item of a foreign panel: the panel is read again, with the item as it is
                 with self.engine.connect() as conn:
                     panel = remote_map.load(conn, self.target.name, {main}).get(main)
@@ -260,7 +273,7 @@ class Puller:
                 report.notes += self._save(local.concept, foreign.record, *main,
                                            panel.remote_id, (read.get("meta") or {}).get(
                                                "versionId"), foreign=foreign)
-            elif self.view.kept(rtype, known.local_id):  # foreign: read again, kept again
+            elif kept:  # foreign: read again, kept again
                 foreign = parse_foreign(self.mapper, edited, resolve=self._remote_resolver(),
                                         record_id=local.record_id)
                 report.notes += self._save(local.concept, foreign.record, rtype,
