@@ -22,6 +22,11 @@ the largest size against the smallest (goal <= 1.5x) and peak RSS against ``--li
         --database-url postgresql+psycopg://fhir_bridge:fhir_bridge@127.0.0.1:5433/<yours> \
         --base-url http://127.0.0.1:8096/fhir [--phases import,push] [--batch-size 100]
         [--workdir /tmp/scale-bench] [--limit-mb 500] [--sample-seconds 30] [--json results.json]
+        [--warmup 5000] [--push-again]
+
+``--warmup N`` imports and pushes N resources first, not counted (HAPI's warm-up).
+``--push-again`` imports nothing: the store's outbox is made pending again, the target
+emptied, and the push alone is timed.
 
 During each phase a sample every ``--sample-seconds`` prints the slice since the previous one
 (rate, wall and CPU ms per resource, RSS), so growth within one run shows.
@@ -188,6 +193,44 @@ def pushed_rows(url: str) -> int:
     return done
 
 
+def reset_push(url: str) -> None:
+    """The store as an import leaves it: every outbox row pending and unclaimed, nothing known
+    of the target (for ``--push-again``)."""
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(
+            "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = NULL, "
+            "last_error = NULL, claimed_by = NULL, claimed_until = NULL"))
+        conn.execute(sa.text("DELETE FROM remote_resources"))
+    engine.dispose()
+
+
+def push_again(opts, env: dict[str, str], session) -> dict:
+    """Push the store ``--database-url`` holds (an earlier run's import) again, to an emptied
+    target."""
+    reset_push(opts.database_url)
+    expunge(session, opts.base_url)
+    per_type, statuses = store_counts(opts.database_url)
+    resources = sum(per_type.values())
+    print(f"\n{resources:,} resources stored, {sum(statuses.values()):,} outbox rows, all "
+          "pending again; target emptied", flush=True)
+    result: dict = {"size": resources, "outbox_rows": sum(statuses.values())}
+    phase, out, result["push_samples"] = run_measured(
+        [FHIR_BRIDGE, "sync", "push", "--target", TARGET, "--worker", "scale-bench"], env,
+        opts.workdir / f"push-again-{resources}.log", lambda: pushed_rows(opts.database_url),
+        opts.sample_seconds)
+    pushed = json.loads(out)
+    per_type, statuses = store_counts(opts.database_url)
+    on_server = server_counts(session, opts.base_url, sorted(per_type))
+    if on_server != per_type or statuses.get("dead"):
+        raise SystemExit(f"push: server holds {on_server}, store {per_type}, outbox {statuses}")
+    result["push"] = replace(phase, resources=resources)
+    print(f"  push    {resources:,} resources ({result['outbox_rows']:,} outbox rows, "
+          f"{pushed['sent']:,} sent) in {phase.line()}; on HAPI: exactly the store's",
+          flush=True)
+    return result
+
+
 def one_size(size: int, opts, env: dict[str, str], mapper, session) -> dict:
     workdir = opts.workdir
     docs = workdir / f"documents-{size}.ndjson"
@@ -249,6 +292,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/scale-bench"))
     parser.add_argument("--limit-mb", type=float, default=500, help="peak RSS goal per process")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--push-again", action="store_true",
+                        help="no import: push the store --database-url holds (an earlier "
+                             "run's) again, every outbox row made pending and the target "
+                             "emptied; --sizes is ignored")
+    parser.add_argument("--warmup", type=int, default=5000,
+                        help="resources imported and pushed first, not counted, so that the "
+                             "first size does not pay for HAPI's warm-up (0: none)")
     parser.add_argument("--sample-seconds", type=float, default=30,
                         help="seconds between the samples taken during each phase")
     opts = parser.parse_args()
@@ -276,6 +326,20 @@ def main() -> None:
           f"Python {platform.python_version()}; target {target}; "
           f"store {sa.engine.make_url(opts.database_url).get_backend_name()}; "
           f"batch size {opts.batch_size}")
+    if opts.push_again:
+        result = push_again(opts, env, session)
+        if opts.json:
+            opts.json.write_text(json.dumps({**result, "push": {
+                **asdict(result["push"]), "rate": result["push"].rate,
+                "ms_per_resource": result["push"].ms_per_resource,
+                "cpu_ms_per_resource": result["push"].cpu_ms_per_resource}}, indent=2))
+        return
+    if pushing and opts.warmup:
+        # HAPI compiles its hot paths in the first minutes (a first 10k push on a fresh HAPI
+        # ran at 143 resources/s, the next 100k at 201/s): warm it, not counted.
+        print(f"\nwarm-up (not counted): {opts.warmup:,} resources imported and pushed",
+              flush=True)
+        one_size(opts.warmup, opts, env, mapper, session)
     results = [one_size(size, opts, env, mapper, session) for size in sizes]
     if pushing:
         expunge(session, opts.base_url)

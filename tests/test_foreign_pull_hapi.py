@@ -297,3 +297,54 @@ def test_a_refused_resource_is_refused_alone_and_what_points_at_it_keeps_an_exte
     assert "care_team_id" not in plan and len(plan["activities"]) == 5
     assert any(n.startswith("CarePlan/ehr-cp-1: CarePlan.careTeam") and "external" in n
                for n in report.notes), report.notes
+
+
+def test_two_pull_workers_importing_the_same_practitioner_at_once_keep_one_and_refuse_none(
+        app, hapi_url, database_url, monkeypatch):
+    """Two pull workers meet the same EHR practitioner at the same moment (the patients each
+    takes name the same doctor): both find it unknown and save it; the second save loses
+    the race (a unique violation, 409 inside the store). It used to be stored as a reject,
+    and what pointed at it kept an external reference; now the second worker takes the first
+    one's record. The race is made certain: worker A's save is held right before it writes
+    until worker B has imported the practitioner and committed. PostgreSQL only: SQLite's
+    write lock makes the second save wait for the first and read its record (no race)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serializes saves with its write lock: this race cannot happen")
+    import threading
+
+    from fhir_bridge.store import batch_writes
+
+    practitioner = foreign_resources()["Practitioner/ehr-prac-1"]
+    load_into(hapi_url, {"Practitioner/ehr-prac-1": practitioner})
+    on_server = requests.get(f"{hapi_url}/Practitioner/ehr-prac-1", headers=HEADERS,
+                             timeout=30).json()
+    bridge = app.extensions["fhir_bridge"]
+    pusher = make_pusher(bridge, hapi_url)
+    worker_a, worker_b = make_puller(bridge, pusher), make_puller(bridge, pusher)
+    real_flush = batch_writes.Pending.flush
+    held = {"a": threading.get_ident(), "done": False}
+    answers = {}
+
+    def flush(self, conn):
+        if threading.get_ident() == held["a"] and not held["done"]:
+            held["done"] = True
+            other = threading.Thread(target=lambda: answers.update(
+                b=worker_b.pull_one(on_server)))
+            other.start()
+            other.join(60)
+            assert not other.is_alive()
+        return real_flush(self, conn)
+
+    monkeypatch.setattr(batch_writes.Pending, "flush", flush)
+    report_a = worker_a.pull_one(on_server)
+    report_b = answers["b"]
+    assert held["done"]
+    assert (report_b.imported, report_b.rejected) == (1, 0), report_b.reasons
+    assert (report_a.imported, report_a.rejected) == (0, 0), report_a.reasons
+    with bridge.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.sync_rejects)).scalar() == 0
+        assert conn.execute(sa.select(sa.func.count()).select_from(t.records).where(
+            t.records.c.concept == "practitioner")).scalar() == 1
+        assert conn.execute(sa.select(t.remote_resources.c.local_id).where(
+            t.remote_resources.c.remote_id == "ehr-prac-1")).scalars().all() == \
+            ["prac-ehr-prac-1"]

@@ -1,6 +1,8 @@
 """The store: one transaction per change, versions only on real change, an outbox row per
 resource change, migrations that match the tables."""
 
+import json
+
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -271,3 +273,87 @@ def test_practitioners_belong_to_no_patient_and_may_be_named_by_anyones_records(
     report = _with("side-effects", id="p01-se9",
                    reported_by={"type": "practitioner", "id": "dr-halvorsen"})  # p06's doctor
     assert two_patients.post("/api/v1/side-effects", json=report).status_code == 201
+
+
+# -- the statements of a save (store/batch_reads.py, store/batch_writes.py) ------------------
+
+def _with_weights(count: int) -> dict:
+    """P01 with ``count`` more weight measurements (ids p01-wt-extra-<k>)."""
+    document = json.loads(json.dumps(P01))
+    first = document["measurements"][0]
+    document["measurements"] += [dict(first, id=f"p01-wt-extra-{k}", value=60 + k)
+                                 for k in range(count)]
+    return document
+
+
+def _statements_of(bridge, save) -> int:
+    statements = []
+
+    def seen(conn, cursor, statement, *_):
+        statements.append(statement)
+
+    sa.event.listen(bridge.engine, "before_cursor_execute", seen)
+    try:
+        save()
+    finally:
+        sa.event.remove(bridge.engine, "before_cursor_execute", seen)
+    return len(statements)
+
+
+def test_a_saves_statements_do_not_grow_with_its_records(bridge):
+    """Regression (bench/scale_bench.py): a save read and wrote each record, resource, history
+    version and index entry with statements of its own: about 440 for one imported document,
+    most of an import's time. Its reads and inserts now go by table, so twenty more records
+    of a concept cost no more statements than none (their rows travel in the same ones)."""
+    few = _statements_of(bridge, lambda: bridge.store.save(load_document(_with_weights(0))))
+    with bridge.engine.begin() as conn:
+        for table in (t.records, t.resources, t.resource_history, t.outbox, t.search_index):
+            conn.execute(table.delete())
+    many = _statements_of(bridge, lambda: bridge.store.save(load_document(_with_weights(20))))
+    assert many == few
+    assert count(bridge, t.records, t.records.c.id.like("p01-wt-extra-%")) == 20
+
+
+def test_a_batch_naming_a_record_twice_saves_both_as_successive_versions(bridge):
+    """Within one save, the second change of a record sees the first (read state is kept up to
+    date as the batch writes, store/batch_reads.py): version 2, two history versions of its
+    resource, two outbox rows, and the resource holds the second content."""
+    pairs = load_document(_with_weights(0))
+    concept, weight = next((c, r) for c, r in pairs if r["id"] == "p01-wt1")
+    bridge.store.save(pairs + [(concept, dict(weight, value=70.2))])
+    stored = bridge.store.get(concept, "p01-wt1")
+    assert (stored.version, stored.data["value"]) == (2, 70.2)
+    (resource_id,) = [r["id"] for r in bridge.mapper.to_fhir(concept.name, weight)]
+    with bridge.engine.connect() as conn:
+        row = conn.execute(sa.select(t.resources).where(t.resources.c.id == resource_id)).one()
+        versions = conn.execute(sa.select(t.resource_history.c.version_id).where(
+            t.resource_history.c.id == resource_id)
+            .order_by(t.resource_history.c.version_id)).scalars().all()
+    assert row.version_id == 2 and json.loads(row.content)["valueQuantity"]["value"] == 70.2
+    assert versions == [1, 2]
+    assert count(bridge, t.outbox, t.outbox.c.resource_id == resource_id) == 2
+
+
+def test_a_resource_id_taken_by_another_record_of_the_same_batch_is_a_conflict(bridge):
+    """Two records of one save that render the same resource id: refused, nothing written."""
+    from fhir_bridge.errors import Conflict
+
+    pairs = load_document(P01)
+    concept, weight = next((c, r) for c, r in pairs if r["id"] == "p01-wt1")
+    twin = dict(weight, id="p01-wt1-twin")
+    original = bridge.mapper.to_fhir
+    clash = bridge.mapper.to_fhir(concept.name, weight)[0]["id"]
+
+    def rendering(name, record):
+        resources = original(name, record)
+        if record is twin:
+            resources = [dict(resources[0], id=clash)]
+        return resources
+
+    bridge.mapper.to_fhir = rendering
+    try:
+        with pytest.raises(Conflict):
+            bridge.store.save(pairs + [(concept, twin)])
+    finally:
+        bridge.mapper.to_fhir = original
+    assert count(bridge, t.records) == 0 and count(bridge, t.resources) == 0

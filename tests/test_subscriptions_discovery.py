@@ -105,3 +105,52 @@ def test_discovery_needs_a_token_with_the_scope(app, client, path):
     assert client.get(path, headers=no_scope).status_code == 403
     client.environ_base.pop("HTTP_AUTHORIZATION")
     assert client.get(path).status_code == 401
+
+
+def _counting_validations(monkeypatch, module) -> list:
+    seen: list = []
+    real = module.validate_resource
+
+    def counted(resource):
+        seen.append(resource["resourceType"])
+        return real(resource)
+
+    monkeypatch.setattr(module, "validate_resource", counted)
+    return seen
+
+
+def test_topics_are_built_and_validated_once_not_per_request(client, monkeypatch):
+    """Regression (review): every SubscriptionTopic and Basic search rebuilt and validated
+    every topic. They are built once per loaded topics file; each answer is its own copy."""
+    from fhir_bridge.subscriptions import topic_resources
+
+    topic_resources._BUILT.clear()
+    built = _counting_validations(monkeypatch, topic_resources)
+    first = client.get("/fhir/SubscriptionTopic").json
+    topic_id = first["entry"][0]["resource"]["id"]
+    for _ in range(3):
+        assert client.get("/fhir/SubscriptionTopic").json["total"] == len(load_topics())
+        assert client.get(f"/fhir/SubscriptionTopic/{topic_id}").status_code == 200
+    assert built.count("SubscriptionTopic") == len(load_topics())
+    assert client.get(f"/fhir/Basic/{topic_id}").status_code == 200
+    assert client.get("/fhir/Basic?code=SubscriptionTopic").json["total"] == len(load_topics())
+    assert built.count("Basic") == len(load_topics())
+    copy = topic_resources._shaped(topic_resources.topic_resource)[topic_id]
+    copy["title"] = "changed by one caller"
+    again = client.get(f"/fhir/SubscriptionTopic/{topic_id}").json
+    assert again["title"] != "changed by one caller"
+
+
+def test_a_subscription_search_validates_the_page_it_answers_not_every_subscription(
+        client, monkeypatch):
+    """Regression (review): a search validated each of the caller's Subscriptions (up to
+    500) before paging; now only the ones on the page that goes out."""
+    from fhir_bridge.subscriptions import api
+
+    for k in range(5):
+        _subscribe(client, f"http://127.0.0.1:{20 + k}/hook")
+    validated = _counting_validations(monkeypatch, api)
+    page = client.get("/fhir/Subscription?_count=2")
+    assert page.status_code == 200 and page.json["total"] == 5
+    assert len(page.json["entry"]) == 2
+    assert validated == ["Subscription", "Subscription"]

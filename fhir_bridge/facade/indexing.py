@@ -88,9 +88,22 @@ def reindex(conn: sa.Connection, resource_type: str, resource_id: str,
 
 
 def listener(conn: sa.Connection, events) -> None:
-    """RecordStore listener: index every resource the saving transaction changed."""
-    for event in events:
-        reindex(conn, event.resource_type, event.id, event.resource)
+    """RecordStore listener: index every resource the saving transaction changed (its last
+    version in the transaction), with one DELETE per resource type and one INSERT in all."""
+    last = {(event.resource_type, event.id): event.resource for event in events}
+    by_type: dict[str, list[str]] = {}
+    for resource_type, resource_id in last:
+        by_type.setdefault(resource_type, []).append(resource_id)
+    for resource_type, ids in sorted(by_type.items()):
+        for start in range(0, len(ids), 500):
+            conn.execute(_SI.delete().where(_SI.c.resource_type == resource_type,
+                                            _SI.c.resource_id.in_(ids[start:start + 500])))
+    rows = [dict(resource_type=resource_type, resource_id=resource_id, param=param,
+                 system=system, value=value)
+            for (resource_type, resource_id), resource in last.items() if resource is not None
+            for param, system, value in sorted(entries(resource), key=str)]
+    if rows:
+        conn.execute(_SI.insert(), rows)
 
 
 def backfill(conn: sa.Connection, batch: int = 500) -> int:

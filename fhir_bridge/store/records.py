@@ -17,7 +17,7 @@ from ..mapping.engine import Mapper
 from ..mapping.foreign import Foreign
 from ..model.changes import with_consequences
 from ..model.registry import Concept, concept_by_name
-from . import deletes, foreign, tables as t
+from . import batch_reads, batch_writes, deletes, foreign, tables as t
 from .database import is_lost_race, is_unique_violation
 
 
@@ -167,9 +167,13 @@ class RecordStore:
         _lock_patients(conn, changes)
         now = utcnow()
         events: list[ResourceEvent] = []
+        pending = batch_writes.Pending()
         for concept, record_id in deletions or ():
             patient_id = deletes.remove(conn, concept, record_id)
-            self._write_resources(conn, concept, record_id, patient_id, [], now, source, events)
+            seen = batch_reads.Seen(
+                batch_reads.owned_resources(conn, [(concept.name, record_id)]), {})
+            self._write_resources(conn, concept, record_id, patient_id, [], now, source,
+                                  events, seen, pending)
         if self.consequences is not None:
             changes = self._with_consequences(conn, changes)
         # Map and validate before writing: a bad record writes nothing.
@@ -183,12 +187,19 @@ class RecordStore:
         refreshed = {(f.concept, f.record["id"]) for f in keep}
         saved: list[StoredRecord] = []
         batch = {(c.name, r["id"]): _patient_of(c, r) for c, r in changes}
+        # What the batch needs of the store, read in a few queries (store/batch_reads.py)
+        # and kept up to date below as the batch writes.
+        rows = batch_reads.records_for_update(conn, batch)
+        targets = batch_reads.patients_of(conn, {
+            (target, target_id) for concept, record in changes
+            for _, target, target_id in concept.references(record)} - batch.keys())
+        seen = batch_reads.Seen(batch_reads.owned_resources(conn, batch),
+                                batch_reads.resources_by_key(conn, {
+                                    (r["resourceType"], r["id"]) for rs in mapped for r in rs}))
         for index, (concept, record) in enumerate(changes):
-            self._check_references(conn, concept, record, batch)
-            row = conn.execute(sa.select(t.records.c.version, t.records.c.data,
-                                         t.records.c.updated_at).where(
-                t.records.c.concept == concept.name, t.records.c.id == record["id"])
-                .with_for_update()).first()
+            self._check_references(concept, record, batch, targets)
+            key = (concept.name, record["id"])
+            row = rows.get(key)
             current = row.version if row is not None else None
             if current is not None and index in create_only:
                 raise Conflict(f"{concept.name} {record['id']!r} exists already",
@@ -200,10 +211,10 @@ class RecordStore:
             if row is not None and row.data == record:
                 # Unchanged: no new version, nothing to sync; resources only if what was kept
                 # of a foreign resource changed (an element the record has no place for).
-                if (concept.name, record["id"]) in refreshed:
+                if key in refreshed:
                     self._write_resources(conn, concept, record["id"],
                                           _patient_of(concept, record), mapped[index], now,
-                                          source, events)
+                                          source, events, seen, pending)
                 saved.append(StoredRecord(concept.name, record["id"], current, record,
                                           as_utc(row.updated_at)))
                 continue
@@ -211,17 +222,13 @@ class RecordStore:
             patient_id = _patient_of(concept, record)
             values = dict(patient_id=patient_id, version=version, data=record,
                           updated_at=now, source=source)
-            if current is None:
-                conn.execute(t.records.insert().values(concept=concept.name,
-                                                       id=record["id"], created_at=now,
-                                                       **values))
-            else:
-                conn.execute(t.records.update().where(
-                    t.records.c.concept == concept.name,
-                    t.records.c.id == record["id"]).values(**values))
+            pending.write(conn, t.records, key, values, exists=row is not None,
+                          created=dict(created_at=now))
+            rows[key] = batch_reads.RecordRow(version, record, now)
             self._write_resources(conn, concept, record["id"], patient_id, mapped[index],
-                                  now, source, events)
+                                  now, source, events, seen, pending)
             saved.append(StoredRecord(concept.name, record["id"], version, record, now))
+        pending.flush(conn)
         for kept_one in keep:
             foreign.remember(conn, kept_one, source, now)
         if events:
@@ -232,36 +239,48 @@ class RecordStore:
         return saved
 
     def _with_consequences(self, conn, changes: list) -> list:
-        """Add (or fold into the batch) the records that the batch's records change."""
+        """Add (or fold into the batch) the records that the batch's records change. The
+        rules read the same stored records many times (each prescription and measurement
+        reads its patient's plans); each is read once per save."""
+        read: dict[tuple, Any] = {}
+
         def stored(concept_name: str, record_id: str) -> dict | None:
-            return conn.execute(sa.select(t.records.c.data).where(
-                t.records.c.concept == concept_name, t.records.c.id == record_id)).scalar()
+            key = ("one", concept_name, record_id)
+            if key not in read:
+                read[key] = conn.execute(sa.select(t.records.c.data).where(
+                    t.records.c.concept == concept_name,
+                    t.records.c.id == record_id)).scalar()
+            return read[key]
 
         def listed(concept_name: str, patient_id: str) -> list[dict]:
-            return list(conn.execute(sa.select(t.records.c.data).where(
-                t.records.c.concept == concept_name, t.records.c.patient_id == patient_id)
-                .order_by(t.records.c.id)).scalars())
+            key = ("patient", concept_name, patient_id)
+            if key not in read:
+                read[key] = list(conn.execute(sa.select(t.records.c.data).where(
+                    t.records.c.concept == concept_name,
+                    t.records.c.patient_id == patient_id).order_by(t.records.c.id)).scalars())
+            return list(read[key])
 
         return with_consequences(changes, self.consequences, stored, listed)
 
-    def _check_references(self, conn, concept: Concept, record: dict,
-                          batch: dict[tuple[str, str], str | None]) -> None:
-        """Every record a record names exists (stored or in the batch), and a patient's record
-        names only records of the same patient (practitioners belong to no patient and are
-        shared). ``batch`` maps (concept, id) of the batch's records to their patient."""
+    @staticmethod
+    def _check_references(concept: Concept, record: dict,
+                          batch: dict[tuple[str, str], str | None],
+                          stored: dict[tuple[str, str], str | None]) -> None:
+        """Every record a record names exists (in the batch, or in ``stored``: the stored
+        records the batch names, with their patient), and a patient's record names only
+        records of the same patient (practitioners belong to no patient and are shared).
+        ``batch`` maps (concept, id) of the batch's records to their patient."""
         owner = _patient_of(concept, record)
         missing, foreign = [], []
         for path, target, target_id in concept.references(record):
             if (target, target_id) in batch:
                 target_patient = batch[(target, target_id)]
+            elif (target, target_id) in stored:
+                target_patient = stored[(target, target_id)]
             else:
-                row = conn.execute(sa.select(t.records.c.patient_id).where(
-                    t.records.c.concept == target, t.records.c.id == target_id)).first()
-                if row is None:
-                    missing.append(Issue(path, f"names {target} {target_id!r}, which does not "
-                                               "exist"))
-                    continue
-                target_patient = row.patient_id
+                missing.append(Issue(path, f"names {target} {target_id!r}, which does not "
+                                           "exist"))
+                continue
             if owner is not None and concept_by_name(target).patient_field is not None \
                     and target_patient != owner:
                 foreign.append(Issue(path, f"names {target} {target_id!r}, which belongs to "
@@ -275,66 +294,69 @@ class RecordStore:
 
     def _write_resources(self, conn, concept: Concept, record_id: str, patient_id: str | None,
                          resources: list[dict], now: dt.datetime, source: str,
-                         events: list[ResourceEvent]) -> list[ResourceChange]:
+                         events: list[ResourceEvent], seen: batch_reads.Seen,
+                         pending: batch_writes.Pending) -> list[ResourceChange]:
         changes: list[ResourceChange] = []
-        owned = {(row.resource_type, row.id): row for row in conn.execute(
-            sa.select(t.resources).where(t.resources.c.concept == concept.name,
-                                         t.resources.c.record_id == record_id))}
+        owner = (concept.name, record_id)
+        owned = dict(seen.owned.get(owner, {}))
+        now_owned: dict[tuple[str, str], batch_reads.ResourceRow] = {}
         for resource in resources:
             key = (resource["resourceType"], resource["id"])
             digest = jsonio.content_hash(resource)
             row = owned.pop(key, None)
             if row is None:
-                row = conn.execute(sa.select(t.resources).where(
-                    t.resources.c.resource_type == key[0], t.resources.c.id == key[1])).first()
-                if row is not None and (row.concept, row.record_id) != (concept.name, record_id):
+                row = seen.resources.get(key)
+                if row is not None and (row.concept, row.record_id) != owner:
                     raise Conflict(f"{key[0]}/{key[1]} already belongs to {row.concept} "
                                    f"{row.record_id!r}",
                                    [Issue("id", "ids must be unique across records")])
             if row is not None and row.content_hash == digest and not row.deleted:
+                now_owned[key] = row
                 continue  # unchanged: no new version, nothing to sync
             version_id = (row.version_id + 1) if row is not None else 1
             content = jsonio.dumps(resource)
             values = dict(concept=concept.name, record_id=record_id, patient_id=patient_id,
                           version_id=version_id, last_updated=now, content_hash=digest,
                           content=content, deleted=False)
-            if row is None:
-                conn.execute(t.resources.insert().values(resource_type=key[0], id=key[1],
-                                                         **values))
-            else:
-                conn.execute(t.resources.update().where(
-                    t.resources.c.resource_type == key[0], t.resources.c.id == key[1])
-                    .values(**values))
+            pending.write(conn, t.resources, key, values, exists=row is not None)
+            now_owned[key] = batch_reads.ResourceRow(concept.name, record_id, version_id,
+                                                     digest, content, False, now)
             changes.append(ResourceChange(key[0], key[1], version_id, "upsert"))
             events.append(ResourceEvent(key[0], key[1], version_id, "upsert",
                                         with_meta(resource, version_id, now),
                                         _previous(row), patient_id, source))
-            conn.execute(t.resource_history.insert().values(
-                resource_type=key[0], id=key[1], version_id=version_id, last_updated=now,
-                content=content, deleted=False, source=source))
+            pending.history.append(dict(resource_type=key[0], id=key[1],
+                                        version_id=version_id, last_updated=now,
+                                        content=content, deleted=False, source=source))
         for (rtype, rid), row in owned.items():  # no longer produced, e.g. a removed goal
             if row.deleted:
+                now_owned[(rtype, rid)] = row
                 continue
             foreign.forget(conn, rtype, rid)
             version_id = row.version_id + 1
-            conn.execute(t.resources.update().where(t.resources.c.resource_type == rtype,
-                                                    t.resources.c.id == rid)
-                         .values(version_id=version_id, last_updated=now, deleted=True))
-            conn.execute(t.resource_history.insert().values(
-                resource_type=rtype, id=rid, version_id=version_id, last_updated=now,
-                content=None, deleted=True, source=source))
+            pending.write(conn, t.resources, (rtype, rid),
+                          dict(version_id=version_id, last_updated=now, deleted=True),
+                          exists=True)
+            now_owned[(rtype, rid)] = batch_reads.ResourceRow(
+                row.concept, row.record_id, version_id, row.content_hash, row.content, True,
+                now)
+            pending.history.append(dict(resource_type=rtype, id=rid, version_id=version_id,
+                                        last_updated=now, content=None, deleted=True,
+                                        source=source))
             changes.append(ResourceChange(rtype, rid, version_id, "delete"))
             events.append(ResourceEvent(rtype, rid, version_id, "delete", None, _previous(row),
                                         patient_id, source))
+        seen.owned[owner] = now_owned
+        seen.resources.update(now_owned)
         if changes:
             # Children first (assessment items, goals), their parent last: the parent points at
             # them, so a sync worker taking rows in order has every target of a reference sent
             # before, or in the same bundle as, the resource that points at it.
             changes.reverse()
-            conn.execute(t.outbox.insert(), [
+            pending.outbox.extend(
                 dict(resource_type=c.resource_type, resource_id=c.id, version_id=c.version_id,
                      operation=c.operation, status="pending", attempts=0, created_at=now)
-                for c in changes])
+                for c in changes)
         return changes
 
 

@@ -30,7 +30,8 @@ from ..store.records import utcnow
 from . import repository
 from .notify import notification_bundle, status_bundle, statuses_bundle
 from .repository import StoredSubscription, client_key
-from .resource import CONTENTS, SubscriptionSpec, limited_to, parse_subscription, payload_content
+from .resource import (CONTENTS, STATUSES, SubscriptionSpec, limited_to, parse_subscription,
+                       payload_content)
 from .topics import load_topics
 from .worker import settings_of
 
@@ -39,7 +40,6 @@ bp = Blueprint("subscriptions", __name__, url_prefix="/fhir/Subscription")
 FHIR_JSON = "application/fhir+json"
 MAX_EVENTS = 1000
 MAX_LIST = 500
-STATUSES = ("requested", "active", "error", "off")  # R4 subscription-status
 
 
 def _principal():
@@ -149,14 +149,18 @@ def _own_subscriptions(principal) -> list[StoredSubscription]:
 
 
 def searchable_subscriptions() -> list[dict]:
-    """The caller's own Subscriptions, as served: what a search sees (catalog source)."""
+    """The caller's own Subscriptions: what a search sees (catalog source). Only the page a
+    search answers is validated (:func:`searched`), not every one of up to MAX_LIST."""
     principal = _principal()
     principal.require("Subscription", "s")
-    return [_served(s) for s in _own_subscriptions(principal)]
+    return [s.as_fhir() for s in _own_subscriptions(principal)]
 
 
 def searched(found: list[dict]) -> None:
-    """The audit names each Subscription a search answered."""
+    """The page a search answers: each Subscription validated as it goes out, and named in
+    the audit."""
+    for resource in found:
+        validate_resource(resource)
     _touched([f"Subscription/{s['id']}" for s in found], [])
 
 

@@ -38,7 +38,7 @@ CHANNEL_TYPE = BACKPORT + "backport-channel-type"
 
 CONTENTS = ("empty", "id-only", "full-resource")
 JSON_TYPES = ("application/fhir+json", "application/json")
-STATUSES = ("requested", "active", "error", "off")
+STATUSES = ("requested", "active", "error", "off")  # R4 subscription-status
 MAX_FILTERS = 10
 
 

@@ -21,6 +21,7 @@ from flask import Blueprint
 from ..auth import current_principal
 from ..errors import Issue, NotFound
 from ..facade import catalog
+from ..fhir import jsonio
 from ..fhir.validate import validate_resource
 from .topics import Topic, load_topics
 
@@ -91,16 +92,34 @@ def _topics() -> list[Topic]:
     return sorted(load_topics().values(), key=lambda t: t.key)
 
 
+#: (shape, id of the loaded topics) -> (those topics, {topic key: the resource as JSON})
+_BUILT: dict[tuple[str, int], tuple[dict, dict[str, bytes]]] = {}
+
+
+def _shaped(shape) -> dict[str, dict]:
+    """Every topic in ``shape`` (topic_resource or basic_resource), built and validated once
+    per loaded topics file (topics.py caches it), not once per request; each caller gets its
+    own copy."""
+    topics = load_topics()
+    key = (shape.__name__, id(topics))
+    if key not in _BUILT:
+        if len(_BUILT) >= 8:
+            _BUILT.clear()
+        # (the value holds ``topics``, so its id cannot be reused while the entry lives)
+        _BUILT[key] = (topics, {t.key: jsonio.dumpb(shape(t)) for t in _topics()})
+    return {k: jsonio.loads(v) for k, v in _BUILT[key][1].items()}
+
+
 def topic_resources() -> list[dict]:
     """What a SubscriptionTopic search sees (the caller may search topics)."""
     current_principal().require("SubscriptionTopic", "s")
-    return [topic_resource(t) for t in _topics()]
+    return list(_shaped(topic_resource).values())
 
 
 def basic_resources() -> list[dict]:
     """What a Basic search sees: the topics in the R4 form (the only Basic resources)."""
     current_principal().require("Basic", "s")
-    return [basic_resource(t) for t in _topics()]
+    return list(_shaped(basic_resource).values())
 
 
 def install(app) -> None:
@@ -122,8 +141,8 @@ def read_basic(basic_id: str):
 
 
 def _read(topic_id: str, shape, rtype: str):
-    topic = next((t for t in _topics() if t.key == topic_id), None)
-    if topic is None:
+    resource = _shaped(shape).get(topic_id)
+    if resource is None:
         raise NotFound(f"{rtype}/{topic_id} is not known",
                        [Issue("id", f"GET /fhir/{rtype} lists the topics", "not-found")])
-    return catalog.read_answer(shape(topic))
+    return catalog.read_answer(resource)

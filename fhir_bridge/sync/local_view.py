@@ -45,11 +45,9 @@ class LocalView:
         out["id"] = local_id
         refs = {references.split(r) for r in references.references(out) if references.split(r)}
         with self.engine.connect() as conn:
-            local = {}
-            for rtype, rid in refs:
-                known = remote_map.by_remote_id(conn, self.target_name, rtype, rid)
-                if known is not None:
-                    local[f"{rtype}/{rid}"] = f"{rtype}/{known.local_id}"
+            known = remote_map.by_remote_ids(conn, self.target_name, refs)
+        local = {f"{rtype}/{rid}": f"{rtype}/{remote.local_id}"
+                 for (rtype, rid), remote in known.items()}
         references.rewrite(out, lambda ref: local.get(ref, ref))
         return out
 

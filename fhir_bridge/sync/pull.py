@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from ..errors import BridgeError, MappingError, RemoteError
+from ..errors import BridgeError, Conflict, MappingError, RemoteError
 from ..fhir import jsonio, references
 from ..mapping.document import load_record
 from ..mapping.engine import Mapper
@@ -316,6 +316,16 @@ class Puller:
             local_id = self.mapper.resource_id(foreign.concept, local_hint)
             report.notes += self._save(foreign.concept, foreign.record, rtype, local_id, rid,
                                        version, adopt=True, foreign=foreign)
+        except Conflict as exc:
+            # Another pull worker imported it at the same moment (a practitioner or
+            # condition that two patients' resources name): theirs is the one.
+            with self.engine.connect() as conn:
+                known = remote_map.by_remote_id(conn, self.target.name, rtype, rid)
+            if known is None:
+                self._reject(resource, _describe(exc), report)
+                return None
+            report.unchanged += 1
+            return known.local_id
         except BridgeError as exc:
             self._reject(resource, _describe(exc), report)
             return None

@@ -36,12 +36,12 @@ import sqlalchemy as sa
 
 from .. import audit
 from ..errors import RemoteConflict, RemoteError, RemoteRejected, RemoteUnavailable
-from ..fhir import jsonio
 from ..store import counters, outbox
 from ..store import tables as t
 from ..store.records import utcnow
-from . import dependencies, first_writes, remote_map
-from .bundles import Entry, audit_entries, build, current, identity, location, referenced
+from . import dependencies, remote_map
+from .bundles import Entry, audit_entries, build, current, location
+from .claimed import Claimed
 from .targets import Target
 
 log = logging.getLogger("fhir_bridge.sync.push")
@@ -191,9 +191,8 @@ class Pusher:
         if not rows:
             return None
         report = PushReport()
-        stored: dict = {}  # (type, id) -> resources row, read once per batch
-        rows = self._with_dependencies(token, rows, stored)
-        entries = self._entries(rows, stored)
+        claimed = Claimed(self.engine, self.target, token)
+        entries = claimed.entries(claimed.with_dependencies(rows))
         unchanged = [e for e in entries if self._unchanged(e)]
         if unchanged:
             with self.engine.begin() as conn:
@@ -220,57 +219,6 @@ class Pusher:
             # already confirmed (no urn:uuid to point at outside a bundle).
             for entry in batch.todo:
                 self._send(batch.token, [[entry]], batch.report)
-
-    # -- reading the claimed rows ---------------------------------------------------------------
-
-    def _with_dependencies(self, token: str, rows: list[outbox.OutboxRow], stored: dict,
-                           depth: int = 3) -> list[outbox.OutboxRow]:
-        """Bring along the unsent resources that the claimed ones point at, so that every
-        reference resolves inside the bundle or on the target."""
-        keys = {(r.resource_type, r.resource_id) for r in rows}
-        for _ in range(depth):
-            with self.engine.connect() as conn:
-                stored.update(current(conn, keys - set(stored)))
-                wanted = set()
-                for key in keys:
-                    if key in stored and not stored[key].deleted:
-                        wanted |= referenced(jsonio.loads(stored[key].content))
-                wanted -= keys
-                wanted -= set(remote_map.load(conn, self.target.name, wanted))
-            added = outbox.claim_resources(self.engine, token, wanted, self.target.lease_seconds)
-            if not added:
-                break
-            rows = rows + added
-            keys |= {(r.resource_type, r.resource_id) for r in added}
-        return rows
-
-    def _entries(self, rows: list[outbox.OutboxRow], stored: dict) -> list[Entry]:
-        seqs: dict[tuple[str, str], list[int]] = {}
-        for row in rows:
-            seqs.setdefault((row.resource_type, row.resource_id), []).append(row.seq)
-        with self.engine.connect() as conn:
-            stored.update(current(conn, set(seqs) - set(stored)))
-            remotes = remote_map.load(conn, self.target.name, set(seqs))
-            contents = {key: jsonio.loads(stored[key].content) for key in seqs}
-            pointed = {key: referenced(contents[key]) - {key} for key in seqs
-                       if not stored[key].deleted}
-            every = set().union(*pointed.values()) if pointed else set()
-            existing = {key for key, row in current(conn, every, columns=("deleted",)).items()
-                        if not row.deleted}
-            # Decided after the batch's last claim: see first_writes.
-            placeable = first_writes.by_client_id(conn, self.target.name, {
-                key for key in seqs if key not in remotes and not stored[key].deleted})
-        entries = []
-        for key, row_seqs in seqs.items():
-            row = stored[key]
-            content = contents[key]  # a deleted resource keeps its last content
-            entries.append(Entry(key[0], key[1], row_seqs, bool(row.deleted), content,
-                                 None if row.deleted else row.content_hash, remotes.get(key),
-                                 identity(content), row.content,
-                                 frozenset(pointed.get(key, set()) & existing),
-                                 first_writes.client_id(self.target.name, key)
-                                 if key in placeable else None))
-        return entries
 
     def _unchanged(self, entry: Entry) -> bool:
         return not entry.deleted and entry.remote is not None \

@@ -36,6 +36,25 @@ def load(conn: sa.Connection, target: str, keys: set[tuple[str, str]]) -> dict:
     return out
 
 
+def by_remote_ids(conn: sa.Connection, target: str,
+                  keys: set[tuple[str, str]]) -> dict[tuple[str, str], Remote]:
+    """(type, remote id) -> Remote, for the given keys the map knows: one query per type (and
+    per 500 ids)."""
+    out: dict[tuple[str, str], Remote] = {}
+    by_type: dict[str, list[str]] = {}
+    for rtype, remote_id in keys:
+        by_type.setdefault(rtype, []).append(remote_id)
+    for rtype, ids in by_type.items():
+        ids.sort()
+        for start in range(0, len(ids), 500):
+            for row in conn.execute(sa.select(rr).where(
+                    rr.c.target == target, rr.c.resource_type == rtype,
+                    rr.c.remote_id.in_(ids[start:start + 500]))):
+                out[(rtype, row.remote_id)] = Remote(rtype, row.local_id, row.remote_id,
+                                                     row.remote_version, row.pushed_hash)
+    return out
+
+
 def by_remote_id(conn: sa.Connection, target: str, rtype: str, remote_id: str) -> Remote | None:
     row = conn.execute(sa.select(rr).where(rr.c.target == target, rr.c.resource_type == rtype,
                                            rr.c.remote_id == remote_id)).first()
