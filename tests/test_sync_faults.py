@@ -3,6 +3,7 @@
 lost: rows wait with backoff or are dead-lettered with the reason, and operators can retry."""
 
 import datetime as dt
+import threading
 
 import pytest
 import requests
@@ -80,6 +81,45 @@ def test_transient_faults_are_retried_then_the_row_goes_through(pusher, fault):
     assert [r.status for r in rows(pusher.engine)] == ["done"]
     with pusher.engine.connect() as conn:
         assert conn.execute(sa.select(t.remote_resources.c.remote_id)).scalar() == "remote-1"
+
+
+@responses.activate
+def test_a_row_that_fails_during_a_pass_waits_for_the_next_pass_even_with_no_backoff(
+        pusher, monkeypatch):
+    # CI saw the reset case above send its row twice in one pass: the jittered backoff
+    # (uniform from 0) ran out before the next batch was claimed. Here it is always 0, and
+    # each claim after a pass's first waits until the bundle in flight has been answered.
+    monkeypatch.setattr(outbox.random, "uniform", lambda low, high: 0.0)
+    answered = threading.Event()
+    claim, release = outbox.claim, outbox.release
+
+    def claim_after_the_answer(*args, **kwargs):
+        if claims:  # not the pass's first
+            assert answered.wait(10)
+        claims.append(args)
+        return claim(*args, **kwargs)
+
+    def released(*args, **kwargs):
+        try:
+            return release(*args, **kwargs)
+        finally:
+            answered.set()
+
+    monkeypatch.setattr(outbox, "claim", claim_after_the_answer)
+    monkeypatch.setattr(outbox, "release", released)
+    claims: list = []
+    responses.add(responses.POST, BASE, status=200, content_type="application/fhir+json",
+                  body='{"resourceType": "Bundle", "type": "transaction-response", "entry": []}')
+    report = pusher.push_all()
+    assert (report.sent, report.retried, report.dead) == (0, 1, 0)
+    assert len(responses.calls) == 1
+    [row] = rows(pusher.engine)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert "does not match" in row.last_error
+    answered.clear()
+    claims.clear()
+    assert pusher.push_all().retried == 1  # the next pass takes it again
+    assert rows(pusher.engine)[0].attempts == 2
 
 
 @responses.activate

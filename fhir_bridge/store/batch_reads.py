@@ -117,14 +117,25 @@ def owned_resources(conn: sa.Connection, records: Iterable[tuple[str, str]]
     return found
 
 
+def resource_rows(conn: sa.Connection, keys: Iterable[tuple[str, str]],
+                  columns: tuple[str, ...] | None = None) -> dict[tuple[str, str], sa.Row]:
+    """The stored rows of the resources among ``keys`` ((type, id)), whoever owns them: all
+    columns, or ``resource_type``, ``id`` and the ones named; one query per type and
+    CHUNK ids."""
+    res = t.resources
+    selected = [res.c.resource_type, res.c.id, *(res.c[c] for c in columns)] if columns \
+        else [res]
+    found: dict[tuple[str, str], sa.Row] = {}
+    for resource_type, ids in _grouped(keys).items():
+        for chunk in _chunks(ids):
+            for row in conn.execute(sa.select(*selected).where(
+                    res.c.resource_type == resource_type, res.c.id.in_(chunk))):
+                found[(resource_type, row.id)] = row
+    return found
+
+
 def resources_by_key(conn: sa.Connection, keys: Iterable[tuple[str, str]]
                      ) -> dict[tuple[str, str], ResourceRow]:
     """The stored resources among ``keys`` ((type, id)), whoever owns them."""
-    res = t.resources
-    found: dict[tuple[str, str], ResourceRow] = {}
-    for resource_type, ids in _grouped(keys).items():
-        for chunk in _chunks(ids):
-            for row in conn.execute(sa.select(*_RESOURCE_COLUMNS).where(
-                    res.c.resource_type == resource_type, res.c.id.in_(chunk))):
-                found[(resource_type, row.id)] = _resource_row(row)
-    return found
+    return {key: _resource_row(row) for key, row in resource_rows(
+        conn, keys, tuple(c.name for c in _RESOURCE_COLUMNS[2:])).items()}

@@ -48,9 +48,10 @@ def _busy_elsewhere(now: dt.datetime):
         others.c.status == "pending", others.c.claimed_until > now)
 
 
-def _due(now: dt.datetime):
+def _due(now: dt.datetime, due_by: dt.datetime | None = None):
     return sa.and_(o.c.status == "pending",
-                   sa.or_(o.c.next_attempt_at.is_(None), o.c.next_attempt_at <= now),
+                   sa.or_(o.c.next_attempt_at.is_(None),
+                          o.c.next_attempt_at <= (now if due_by is None else due_by)),
                    sa.or_(o.c.claimed_until.is_(None), o.c.claimed_until <= now),
                    ~_busy_elsewhere(now))
 
@@ -62,23 +63,25 @@ def serialize_claims(conn: sa.Connection) -> None:
     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_CLAIM_LOCK)))
 
 
-def claim(engine: sa.Engine, worker: str, limit: int, lease_seconds: float = 120) -> \
-        tuple[str, list[OutboxRow]]:
-    """Claim up to ``limit`` due rows in order; returns (claim token, rows)."""
+def claim(engine: sa.Engine, worker: str, limit: int, lease_seconds: float = 120,
+          due_by: dt.datetime | None = None) -> tuple[str, list[OutboxRow]]:
+    """Claim up to ``limit`` due rows in order; returns (claim token, rows). With ``due_by``
+    (a push pass's start), only rows due by then: a row that failed during the pass waits
+    for a later pass, even when its jittered backoff is shorter than the pass."""
     now = utcnow()
     token = f"{worker}:{uuid.uuid4().hex[:12]}"
     until = now + dt.timedelta(seconds=lease_seconds)
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             serialize_claims(conn)
-            seqs = conn.execute(sa.select(o.c.seq).where(_due(now)).order_by(o.c.seq)
-                                .limit(limit).with_for_update(skip_locked=True,
-                                                              of=o)).scalars().all()
+            seqs = conn.execute(sa.select(o.c.seq).where(_due(now, due_by))
+                                .order_by(o.c.seq).limit(limit)
+                                .with_for_update(skip_locked=True, of=o)).scalars().all()
             if seqs:
                 conn.execute(o.update().where(o.c.seq.in_(seqs))
                              .values(claimed_by=token, claimed_until=until))
         else:
-            chosen = sa.select(o.c.seq).where(_due(now)).order_by(o.c.seq).limit(limit)
+            chosen = sa.select(o.c.seq).where(_due(now, due_by)).order_by(o.c.seq).limit(limit)
             conn.execute(o.update().where(o.c.seq.in_(chosen.scalar_subquery()))
                          .values(claimed_by=token, claimed_until=until))
         rows = conn.execute(sa.select(o).where(o.c.claimed_by == token).order_by(o.c.seq)).all()

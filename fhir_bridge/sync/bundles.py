@@ -26,7 +26,7 @@ from ..errors import RemoteUnavailable
 from ..fhir import jsonio, references
 from ..mapping.foreign import as_sent_meta
 from ..store import foreign
-from ..store import tables as t
+from ..store.batch_reads import resource_rows
 from . import remote_map
 from .targets import BRIDGE_TAG
 
@@ -73,7 +73,7 @@ def build(conn: sa.Connection, target: str, entries: list[Entry],
     needed -= set(in_bundle)
     known = remote_map.load(conn, target, needed)
     identities = {key: identity(jsonio.loads(row.content))
-                  for key, row in current(conn, needed - set(known) - set(placed)).items()}
+                  for key, row in resource_rows(conn, needed - set(known) - set(placed)).items()}
     theirs = foreign.stored(conn, set(in_bundle))  # an EHR's resources: not tagged as ours
     out = []
     for e in entries:
@@ -130,23 +130,6 @@ def identity(resource: dict) -> tuple[str, str] | None:
     if isinstance(identifiers, dict):  # QuestionnaireResponse: one Identifier
         identifiers = [identifiers]
     return (identifiers[0]["system"], identifiers[0]["value"]) if identifiers else None
-
-
-def current(conn: sa.Connection, keys: set[Key], columns: tuple[str, ...] | None = None) -> dict:
-    """The stored rows of these resources (all columns, or the ones named), in few queries."""
-    res = t.resources
-    selected = [res.c.resource_type, res.c.id] + [res.c[c] for c in columns] if columns \
-        else [res]
-    out = {}
-    by_type: dict[str, list[str]] = {}
-    for rtype, rid in keys:
-        by_type.setdefault(rtype, []).append(rid)
-    for rtype, ids in by_type.items():
-        for start in range(0, len(ids), 500):
-            for row in conn.execute(sa.select(*selected).where(
-                    res.c.resource_type == rtype, res.c.id.in_(ids[start:start + 500]))):
-                out[(rtype, row.id)] = row
-    return out
 
 
 def audit_entries(target: str, worker: str, entries: list[Entry],

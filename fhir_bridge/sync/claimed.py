@@ -9,8 +9,9 @@ import sqlalchemy as sa
 
 from ..fhir import jsonio
 from ..store import outbox
+from ..store.batch_reads import resource_rows
 from . import first_writes, remote_map
-from .bundles import Entry, current, identity, referenced
+from .bundles import Entry, identity, referenced
 from .targets import Target
 
 
@@ -23,7 +24,7 @@ class Claimed:
         self.contents: dict = {}  # (type, id) -> parsed content
 
     def _read(self, conn, keys: set) -> None:
-        for key, row in current(conn, keys - set(self.rows)).items():
+        for key, row in resource_rows(conn, keys - set(self.rows)).items():
             self.rows[key] = row
             self.contents[key] = jsonio.loads(row.content)  # a deletion keeps it
 
@@ -61,7 +62,7 @@ class Claimed:
             pointed = {key: referenced(contents[key]) - {key} for key in seqs
                        if not stored[key].deleted}
             every = set().union(*pointed.values()) if pointed else set()
-            existing = {key for key, row in current(conn, every, columns=("deleted",)).items()
+            existing = {key for key, row in resource_rows(conn, every, columns=("deleted",)).items()
                         if not row.deleted}
             # Decided after the batch's last claim: see first_writes.
             placeable = first_writes.by_client_id(conn, self.target.name, {

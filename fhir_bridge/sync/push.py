@@ -26,6 +26,7 @@ same requests one by one, in dependency order.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -38,9 +39,10 @@ from .. import audit
 from ..errors import RemoteConflict, RemoteError, RemoteRejected, RemoteUnavailable
 from ..store import counters, outbox
 from ..store import tables as t
+from ..store.batch_reads import resource_rows
 from ..store.records import utcnow
 from . import dependencies, remote_map
-from .bundles import Entry, audit_entries, build, current, location
+from .bundles import Entry, audit_entries, build, location
 from .claimed import Claimed
 from .targets import Target
 
@@ -117,8 +119,10 @@ class Pusher:
     def push_all(self, max_batches: int | None = None,
                  stop: "threading.Event | None" = None,
                  progress: "Callable[[PushReport], None] | None" = None) -> PushReport:
-        """Push until no row is due (or max_batches), or the target is unreachable: then the
-        rows wait in the outbox for their backoff and a later pass.
+        """Push until no row that was due when the pass began is left (or max_batches), or
+        the target is unreachable: then the rows wait in the outbox for their backoff and a
+        later pass. A row that fails during the pass waits for a later one too, however short
+        its backoff.
 
         Up to ``in_flight`` bundles go at once (see the module docstring); the next batch is
         claimed and built meanwhile, so the bridge's own work hides behind the server's. The
@@ -129,6 +133,7 @@ class Pusher:
         report = PushReport()
         flying: list[tuple[Future, Batch]] = []
         batches = 0
+        began = utcnow()
 
         def settle(done: list[tuple[Future, Batch]]) -> bool:
             """Take in these answered bundles; False when the target could not be reached."""
@@ -152,7 +157,7 @@ class Pusher:
 
         with ThreadPoolExecutor(max_workers=self.in_flight,
                                 thread_name_prefix="push-send") as sender:
-            batch = self._prepare({})
+            batch = self._prepare({}, began)
             reached = True
             while reached and batch is not None:
                 pointed = [item for item in flying if item[1].keys & batch.needs]
@@ -164,7 +169,7 @@ class Pusher:
                     break
                 flying.append((sender.submit(self._deliver, batch), batch))
                 batches += 1
-                batch = self._prepare(self._placed(flying)) if may_claim() else None
+                batch = self._prepare(self._placed(flying), began) if may_claim() else None
                 reached = settle([item for item in flying if item[0].done()])
                 if not reached and batch is not None:
                     outbox.unclaim(self.engine, batch.token)
@@ -180,14 +185,15 @@ class Pusher:
         return placed
 
     def push_batch(self) -> PushReport:
-        batch = self._prepare({})
+        batch = self._prepare({}, utcnow())
         return self._deliver(batch) if batch is not None else PushReport()
 
-    def _prepare(self, placed: dict) -> "Batch | None":
-        """Claim due rows (and what they point at), skip what the target already has, and
-        build the bundle (``placed``: client ids of resources in bundles still in flight)."""
+    def _prepare(self, placed: dict, began: dt.datetime) -> "Batch | None":
+        """Claim the rows due when the pass ``began`` (and what they point at), skip what the
+        target already has, and build the bundle (``placed``: client ids of resources in
+        bundles still in flight)."""
         token, rows = outbox.claim(self.engine, self.worker, self.target.batch_size,
-                                   self.target.lease_seconds)
+                                   self.target.lease_seconds, due_by=began)
         if not rows:
             return None
         report = PushReport()
@@ -329,7 +335,7 @@ class Pusher:
                     confirmed.append((entry.resource_type, entry.local_id, remote_id, version,
                                       entry.content_hash))
             remote_map.remember_many(conn, self.target.name, confirmed)
-            now_stored = current(conn, {e.key for e in entries},
+            now_stored = resource_rows(conn, {e.key for e in entries},
                                  columns=("content_hash", "patient_id"))
             audit.record(conn, audit_entries(self.target.name, self.worker, entries,
                                              now_stored))
